@@ -1,0 +1,167 @@
+//! [`Authenticator`]: turns request headers into a [`Principal`], and issues tokens.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http::HeaderMap;
+use tokio::sync::Semaphore;
+
+use super::cache::{CredentialCache, CREDENTIAL_CACHE_CAPACITY, CREDENTIAL_CACHE_TTL};
+use super::credentials::{self, Credentials};
+use super::password::{hash_password, verify_password};
+use super::principal::Principal;
+use super::scope::Scope;
+use super::time::{now_unix_secs, rfc3339};
+use super::token::{self, Claims, IssuedToken, ISSUER};
+use super::{AuthError, UserDirectory};
+
+/// Lifetime of tokens from the registry token endpoint; clients fetch a new one on expiry.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+/// Argon2 verifications running at once: bounds the blocking pool and argon2
+/// memory (19 MiB each) under a flood of wrong passwords.
+const MAX_CONCURRENT_PASSWORD_CHECKS: usize = 8;
+/// Password hashed once and verified against for unknown users, so that their
+/// failure takes as long as a wrong password for a known user.
+const TIMING_DECOY_PASSWORD: &str = "flotilla-timing-decoy";
+
+/// Authenticates requests against a [`UserDirectory`]; share it as `Arc<Authenticator>`.
+pub struct Authenticator {
+    directory: Arc<dyn UserDirectory>,
+    verified: CredentialCache,
+    password_checks: Arc<Semaphore>,
+}
+
+impl Authenticator {
+    /// An authenticator reading users and the token secret from `directory`.
+    pub fn new(directory: Arc<dyn UserDirectory>) -> Self {
+        Authenticator {
+            directory,
+            verified: CredentialCache::new(CREDENTIAL_CACHE_CAPACITY, CREDENTIAL_CACHE_TTL),
+            password_checks: Arc::new(Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS)),
+        }
+    }
+
+    /// The directory this authenticator reads.
+    pub fn directory(&self) -> &dyn UserDirectory {
+        self.directory.as_ref()
+    }
+
+    /// The caller named by `Authorization: Basic` (a password, or one of our
+    /// tokens as the password), `Authorization: Bearer` or `X-JFrog-Art-Api`
+    /// (a token for now); `None` when the request carries no credentials.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Principal>, AuthError> {
+        match credentials::from_headers(headers)? {
+            None => Ok(None),
+            Some(Credentials::Basic { user, password }) => self.authenticate_basic(&user, &password).await.map(Some),
+            Some(Credentials::Bearer(token)) => self.verify_token(&token).map(Some),
+        }
+    }
+
+    /// Like [`Self::authenticate`], resolving "no credentials" to [`Principal::anonymous`].
+    pub async fn principal(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+        match self.authenticate(headers).await? {
+            Some(principal) => Ok(principal),
+            None => Ok(Principal::anonymous(self.directory.as_ref())),
+        }
+    }
+
+    /// Checks a user name and password (cached for a few minutes once verified).
+    pub async fn authenticate_password(&self, user: &str, password: &str) -> Result<Principal, AuthError> {
+        let Some(record) = self.directory.user(user).filter(|record| !record.password_hash.is_empty()) else {
+            self.check_password(None, password).await?;
+            return Err(AuthError::BadCredentials);
+        };
+        let key = CredentialCache::key(user, password, &record.password_hash);
+        if self.verified.contains(&key) {
+            return Ok(Principal::from_user(&record));
+        }
+        if !self.check_password(Some(record.password_hash.clone()), password).await? {
+            return Err(AuthError::BadCredentials);
+        }
+        self.verified.insert(key);
+        Ok(Principal::from_user(&record))
+    }
+
+    /// Verifies one of our tokens and resolves it against its user's current record.
+    pub fn verify_token(&self, token: &str) -> Result<Principal, AuthError> {
+        let secret = self.directory.token_secret().ok_or(AuthError::NoTokenSecret)?;
+        let claims = token::verify(token, &secret, now_unix_secs())?;
+        Principal::from_token(claims, self.directory.as_ref())
+    }
+
+    /// Issues a token for `principal` holding, of each scope, only what it may do;
+    /// a token principal's new token never outlives its own.
+    pub fn issue_token(
+        &self,
+        principal: &Principal,
+        service: &str,
+        scopes: &[Scope],
+        ttl: Duration,
+    ) -> Result<IssuedToken, AuthError> {
+        self.issue_token_at(principal, service, scopes, ttl, now_unix_secs())
+    }
+
+    pub(crate) fn issue_token_at(
+        &self,
+        principal: &Principal,
+        service: &str,
+        scopes: &[Scope],
+        ttl: Duration,
+        now: u64,
+    ) -> Result<IssuedToken, AuthError> {
+        let secret = self.directory.token_secret().ok_or(AuthError::NoTokenSecret)?;
+        let mut expires_at = now.saturating_add(ttl.as_secs());
+        if let Some(parent_expiry) = principal.token_expiry() {
+            expires_at = expires_at.min(parent_expiry);
+        }
+        let claims = Claims {
+            iss: ISSUER.to_owned(),
+            sub: principal.name.clone(),
+            aud: service.to_owned(),
+            exp: expires_at,
+            nbf: now,
+            iat: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+            access: scopes.iter().filter_map(|scope| principal.grant(scope)).collect(),
+        };
+        let token = token::sign(&claims, &secret)?;
+        Ok(IssuedToken { token, expires_in: expires_at.saturating_sub(now), issued_at: rfc3339(now) })
+    }
+
+    async fn authenticate_basic(&self, user: &str, password: &str) -> Result<Principal, AuthError> {
+        if token::looks_like_token(password) {
+            if let Ok(principal) = self.verify_token(password) {
+                return if principal.name == user { Ok(principal) } else { Err(AuthError::BadCredentials) };
+            }
+        }
+        self.authenticate_password(user, password).await
+    }
+
+    /// Runs argon2 off the async threads, at most [`MAX_CONCURRENT_PASSWORD_CHECKS`]
+    /// at once; `None` checks against a decoy hash and fails.
+    async fn check_password(&self, phc: Option<String>, password: &str) -> Result<bool, AuthError> {
+        let permit = Arc::clone(&self.password_checks)
+            .acquire_owned()
+            .await
+            .map_err(|error| AuthError::Internal(error.to_string()))?;
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            match phc {
+                Some(phc) => verify_password(&phc, &password),
+                None => {
+                    // Spend the same time as a real check; the answer is no either way.
+                    let _ = verify_password(decoy_hash(), &password);
+                    false
+                }
+            }
+        })
+        .await
+        .map_err(|error| AuthError::Internal(error.to_string()))
+    }
+}
+
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| hash_password(TIMING_DECOY_PASSWORD))
+}

@@ -1,0 +1,45 @@
+//! Authentication and authorization, shared by every REST surface.
+//!
+//! ```text
+//!  request headers
+//!       │ credentials::from_headers (never panics; redacted Debug)
+//!       ├─ none ───────────────────────────► Principal::anonymous (the `anonymous` user's grants)
+//!       ├─ Basic user:password ─► cache hit? ─────────────────────► Principal (user's current grants)
+//!       │     │                    └─ argon2 on spawn_blocking ──┘   (bounded; only successes cached)
+//!       │     └─ password is one of our tokens ─┐
+//!       └─ Bearer / X-JFrog-Art-Api ───────────┴─ token::verify ──► Principal (token access ∩ grants)
+//! ```
+//!
+//! Users and the token secret come from a [`UserDirectory`] (the replicated
+//! state); grant changes therefore apply to the next request, tokens included.
+//! Tokens are HS256 JWTs in the Docker token-spec shape, issued by
+//! [`Authenticator::issue_token`] and by the [`token_endpoint`] handler.
+//! This module never names openraft, tonic or RocksDB types.
+
+mod authenticator;
+mod cache;
+mod credentials;
+mod directory;
+mod error;
+mod password;
+mod principal;
+mod scope;
+mod time;
+mod token;
+mod token_endpoint;
+
+#[cfg(test)]
+mod tests;
+
+pub use authenticator::{Authenticator, DEFAULT_TOKEN_TTL};
+pub use credentials::{parse_authorization, Credentials};
+pub use directory::{MemoryDirectory, UserDirectory};
+pub use error::AuthError;
+pub use password::{hash_password, verify_password};
+pub use principal::{Action, Principal, ANONYMOUS_USER};
+pub use scope::Scope;
+pub use token::{Access, IssuedToken};
+pub use token_endpoint::{bearer_challenge, token_endpoint};
+
+/// Re-exported so callers of this module need not name the raft crate.
+pub use flotilla_raft::command::{Grant, UserRecord};

@@ -1,0 +1,204 @@
+//! Who a request acts as, and what it may do.
+//!
+//! A password principal has its user's current grants. A token principal has
+//! the token's access list intersected with its user's *current* grants, so a
+//! revoked grant also revokes outstanding tokens; tokens never carry
+//! administrative authority (`is_admin` is false for them).
+
+use flotilla_raft::command::{Grant, UserRecord};
+
+use super::scope::Scope;
+use super::token::{Access, Claims, CLOCK_LEEWAY_SECS};
+use super::{AuthError, UserDirectory};
+
+/// Name of the account unauthenticated requests act as.
+pub const ANONYMOUS_USER: &str = "anonymous";
+/// Resource type of repository scopes and grants.
+const REPOSITORY: &str = "repository";
+/// The Docker scope that asks to list the catalog: `registry:catalog:*`.
+const CATALOG_TYPE: &str = "registry";
+const CATALOG_NAME: &str = "catalog";
+/// The scope action that stands for every action.
+const ALL_ACTIONS: &str = "*";
+const MILLIS_PER_SEC: u64 = 1000;
+
+/// What a request wants to do to a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    Read,
+    Write,
+    Delete,
+}
+
+impl Action {
+    /// Every action, in scope order.
+    pub const ALL: [Action; 3] = [Action::Read, Action::Write, Action::Delete];
+
+    /// The token-scope word: `pull`, `push` or `delete`.
+    pub fn scope_action(self) -> &'static str {
+        match self {
+            Action::Read => "pull",
+            Action::Write => "push",
+            Action::Delete => "delete",
+        }
+    }
+
+    /// The actions a scope word stands for (`*` → all; unknown → none).
+    pub fn from_scope_action(word: &str) -> &'static [Action] {
+        match word {
+            "pull" => &[Action::Read],
+            "push" => &[Action::Write],
+            "delete" => &[Action::Delete],
+            ALL_ACTIONS => &Action::ALL,
+            _ => &[],
+        }
+    }
+
+    fn granted_by(self, grant: &Grant) -> bool {
+        match self {
+            Action::Read => grant.read,
+            Action::Write => grant.write,
+            Action::Delete => grant.delete,
+        }
+    }
+}
+
+/// An authenticated (or anonymous) caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The user name (`anonymous` for unauthenticated callers).
+    pub name: String,
+    /// Administrative authority: the user's flag for password principals; false for tokens.
+    pub admin: bool,
+    grants: Vec<Grant>,
+    token: Option<TokenLimits>,
+}
+
+/// What a token narrows its user's rights to.
+#[derive(Debug, Clone)]
+struct TokenLimits {
+    user_admin: bool,
+    access: Vec<Access>,
+    expires_at_unix_secs: u64,
+}
+
+impl Principal {
+    /// The `anonymous` user's grants if that user exists, else no rights; never admin.
+    pub fn anonymous(directory: &dyn UserDirectory) -> Self {
+        let grants = directory.user(ANONYMOUS_USER).map(|record| record.grants).unwrap_or_default();
+        Principal { name: ANONYMOUS_USER.to_owned(), admin: false, grants, token: None }
+    }
+
+    /// The rights of `record` as they are now (after a password check, or in tests).
+    pub fn from_user(record: &UserRecord) -> Self {
+        let admin = record.admin && record.name != ANONYMOUS_USER;
+        Principal { name: record.name.clone(), admin, grants: record.grants.clone(), token: None }
+    }
+
+    /// A token's rights: its access list ∩ the current record of its subject.
+    pub(crate) fn from_token(claims: Claims, directory: &dyn UserDirectory) -> Result<Self, AuthError> {
+        let user = if claims.sub == ANONYMOUS_USER {
+            Principal::anonymous(directory)
+        } else {
+            let record = directory.user(&claims.sub).ok_or(AuthError::InvalidToken)?;
+            // A token older than its user belongs to a deleted account of the same name.
+            if claims.iat.saturating_add(CLOCK_LEEWAY_SECS) < record.created_ms / MILLIS_PER_SEC {
+                return Err(AuthError::InvalidToken);
+            }
+            Principal::from_user(&record)
+        };
+        let limits = TokenLimits { user_admin: user.admin, access: claims.access, expires_at_unix_secs: claims.exp };
+        Ok(Principal { name: user.name, admin: false, grants: user.grants, token: Some(limits) })
+    }
+
+    /// Whether this principal may do `action` on `repo`.
+    pub fn can(&self, repo: &str, action: Action) -> bool {
+        match &self.token {
+            None => self.admin || self.grants_allow(repo, action),
+            Some(token) => token.allows(repo, action) && (token.user_admin || self.grants_allow(repo, action)),
+        }
+    }
+
+    /// Whether `repo` should appear in this principal's catalog listing: readable,
+    /// or, for a token holding `registry:catalog:*`, readable by its user.
+    pub fn can_list(&self, repo: &str) -> bool {
+        match &self.token {
+            Some(token) if token.has_catalog() => token.user_admin || self.grants_allow(repo, Action::Read),
+            _ => self.can(repo, Action::Read),
+        }
+    }
+
+    /// Whether this principal has administrative authority.
+    pub fn is_admin(&self) -> bool {
+        self.admin
+    }
+
+    /// Whether this is the unauthenticated caller.
+    pub fn is_anonymous(&self) -> bool {
+        self.name == ANONYMOUS_USER
+    }
+
+    /// For a token principal, when its token expires (Unix seconds).
+    pub fn token_expiry(&self) -> Option<u64> {
+        self.token.as_ref().map(|token| token.expires_at_unix_secs)
+    }
+
+    /// The part of `scope` this principal may be granted, if any.
+    pub(crate) fn grant(&self, scope: &Scope) -> Option<Access> {
+        let actions = match scope.resource_type.as_str() {
+            REPOSITORY => self.granted_repository_actions(&scope.name, &scope.actions),
+            CATALOG_TYPE if scope.name == CATALOG_NAME && !self.is_anonymous() => catalog_actions(&scope.actions),
+            _ => Vec::new(),
+        };
+        if actions.is_empty() {
+            return None;
+        }
+        Some(Access { resource_type: scope.resource_type.clone(), name: scope.name.clone(), actions })
+    }
+
+    fn granted_repository_actions(&self, repo: &str, requested: &[String]) -> Vec<String> {
+        let wants_all = requested.iter().any(|word| word == ALL_ACTIONS);
+        if wants_all && Action::ALL.iter().all(|action| self.can(repo, *action)) {
+            return vec![ALL_ACTIONS.to_owned()];
+        }
+        let mut granted: Vec<Action> = requested
+            .iter()
+            .flat_map(|word| Action::from_scope_action(word))
+            .copied()
+            .filter(|action| self.can(repo, *action))
+            .collect();
+        granted.sort();
+        granted.dedup();
+        granted.into_iter().map(|action| action.scope_action().to_owned()).collect()
+    }
+
+    fn grants_allow(&self, repo: &str, action: Action) -> bool {
+        self.grants.iter().any(|grant| grant.matches(repo) && action.granted_by(grant))
+    }
+}
+
+impl TokenLimits {
+    fn allows(&self, repo: &str, action: Action) -> bool {
+        self.access.iter().any(|access| {
+            access.resource_type == REPOSITORY
+                && name_matches(&access.name, repo)
+                && access.actions.iter().any(|word| Action::from_scope_action(word).contains(&action))
+        })
+    }
+
+    fn has_catalog(&self) -> bool {
+        self.access.iter().any(|access| access.resource_type == CATALOG_TYPE && access.name == CATALOG_NAME)
+    }
+}
+
+fn catalog_actions(requested: &[String]) -> Vec<String> {
+    requested.iter().filter(|word| *word == ALL_ACTIONS).cloned().take(1).collect()
+}
+
+/// Same rule as [`Grant::matches`]: exact, or a prefix ending in `*`.
+fn name_matches(pattern: &str, repo: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => repo.starts_with(prefix),
+        None => pattern == repo,
+    }
+}

@@ -1,0 +1,17 @@
+//! # flotilla-api
+//!
+//! Flotilla's REST surfaces. One module per surface (`oci` for the OCI
+//! Distribution API on `/v2/`; the Artifactory, Apicurio, projects, images and
+//! token surfaces follow), plus authentication and authorization in `auth`.
+//! Handlers are thin: they parse, authorize, make one service call on
+//! [`state::AppState`] and render the surface's own error format.
+//!
+//! This crate never names openraft, tonic or RocksDB types; it reaches the
+//! replicated metadata only through `flotilla_raft::MetaClient` and `Catalog`,
+//! and blob bytes through `flotilla_storage::blob_store::BlobStore`.
+
+pub mod auth;
+pub mod oci;
+pub mod state;
+
+pub use state::{AppState, Limits, ReadConsistency};

@@ -1,0 +1,73 @@
+//! `GET|HEAD|DELETE /v2/<name>/blobs/<digest>`.
+
+use axum::body::Body;
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use flotilla_raft::Command;
+use flotilla_storage::Digest;
+
+use super::access::authorize;
+use super::convert::{applied, blob_error, header_value};
+use super::error::{OciError, OciErrorCode, OciResult};
+use super::names::RepoName;
+use super::ranges::{parse_range, RangeRequest};
+use super::OciRequest;
+use crate::auth::Action;
+use crate::state::AppState;
+
+/// Serves a blob linked in `repo`, whole or one byte range.
+pub async fn get(state: &AppState, request: &OciRequest, repo: &RepoName, digest: &Digest) -> OciResult {
+    authorize(state, &request.headers, repo, Action::Read).await?;
+    let size = linked_size(state, repo, digest).await?;
+    let range = match request.header("range") {
+        Some(value) => parse_range(value, size),
+        None => RangeRequest::Whole,
+    };
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header("docker-content-digest", header_value(&digest.to_string()))
+        .header(header::ETAG, header_value(&format!("\"{digest}\"")))
+        .header(header::ACCEPT_RANGES, "bytes");
+    let (status, byte_range, length) = match range {
+        RangeRequest::Whole => (StatusCode::OK, None, size),
+        RangeRequest::Partial(byte_range) => {
+            let content_range = format!("bytes {}-{}/{size}", byte_range.start, byte_range.end);
+            builder = builder.header(header::CONTENT_RANGE, header_value(&content_range));
+            (StatusCode::PARTIAL_CONTENT, Some(byte_range), byte_range.len())
+        }
+        RangeRequest::Unsatisfiable => {
+            return Err(blob_error(flotilla_storage::blob_store::BlobError::RangeNotSatisfiable { size }, OciErrorCode::BlobUnknown));
+        }
+    };
+    builder = builder.status(status).header(header::CONTENT_LENGTH, length);
+    let body = if request.method == Method::HEAD {
+        Body::empty()
+    } else {
+        let stream = state.blobs.read(digest, byte_range).await.map_err(|e| blob_error(e, OciErrorCode::BlobUnknown))?;
+        Body::from_stream(stream)
+    };
+    builder.body(body).map_err(OciError::internal)
+}
+
+/// The size of a blob linked in `repo`, 404 `BLOB_UNKNOWN` otherwise. Blobs
+/// are immutable, so a local hit needs no read barrier; a miss re-checks
+/// after one (the link may have just been committed elsewhere).
+async fn linked_size(state: &AppState, repo: &RepoName, digest: &Digest) -> OciResult<u64> {
+    if let Some(size) = state.meta.local().linked_blob(repo.as_str(), digest)? {
+        return Ok(size);
+    }
+    state
+        .catalog()
+        .await?
+        .linked_blob(repo.as_str(), digest)?
+        .ok_or_else(|| OciError::new(OciErrorCode::BlobUnknown, format!("blob {digest} unknown to {repo}")))
+}
+
+/// Unlinks a blob from `repo`; the bytes go at the next garbage collection.
+pub async fn delete(state: &AppState, request: &OciRequest, repo: &RepoName, digest: &Digest) -> OciResult {
+    authorize(state, &request.headers, repo, Action::Delete).await?;
+    let command = Command::UnlinkBlob { repo: repo.to_string(), digest: digest.clone() };
+    applied(state.meta.write(command).await?)?;
+    Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
+}

@@ -1,0 +1,118 @@
+//! Conversions from service errors to OCI errors, and body helpers.
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+
+use flotilla_raft::command::{Rejection, RejectionKind, Response as MetaResponse};
+use flotilla_raft::MetaError;
+use flotilla_storage::blob_store::{BlobError, ByteStream};
+
+use super::error::{OciError, OciErrorCode, OciResult};
+
+/// Seconds a client should wait before retrying during an election.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+impl From<MetaError> for OciError {
+    fn from(error: MetaError) -> Self {
+        match error {
+            MetaError::Unavailable(message) => OciError::new(OciErrorCode::Unavailable, message)
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS)),
+            MetaError::Fatal(message) => OciError::internal(message),
+        }
+    }
+}
+
+impl From<flotilla_raft::state_machine::StoreError> for OciError {
+    fn from(error: flotilla_raft::state_machine::StoreError) -> Self {
+        OciError::internal(error)
+    }
+}
+
+/// Turns a rejected command into its OCI error; `Ok` passes.
+pub fn applied(response: MetaResponse) -> OciResult<()> {
+    match response {
+        MetaResponse::Ok => Ok(()),
+        MetaResponse::Rejected(rejection) => Err(rejection_error(rejection)),
+    }
+}
+
+fn rejection_error(rejection: Rejection) -> OciError {
+    let detail = rejection.digest.as_ref().map(|d| serde_json::json!({"digest": d.to_string()})).unwrap_or_default();
+    let code = match rejection.kind {
+        RejectionKind::BlobUnknown => OciErrorCode::BlobUnknown,
+        RejectionKind::ManifestBlobUnknown => OciErrorCode::ManifestBlobUnknown,
+        RejectionKind::ManifestUnknown => OciErrorCode::ManifestUnknown,
+        RejectionKind::NameUnknown => OciErrorCode::NameUnknown,
+        RejectionKind::Conflict => OciErrorCode::SizeInvalid,
+        RejectionKind::UserUnknown => OciErrorCode::Denied,
+    };
+    OciError::new(code, rejection.message).with_detail(detail)
+}
+
+/// Maps a blob store error; `not_found` says which code absence means here.
+pub fn blob_error(error: BlobError, not_found: OciErrorCode) -> OciError {
+    match error {
+        BlobError::NotFound => OciError::new(not_found, "unknown to this registry"),
+        BlobError::DigestMismatch { expected, actual } => OciError::new(
+            OciErrorCode::DigestInvalid,
+            format!("content hashes to {actual}, not {expected}"),
+        ),
+        BlobError::SizeMismatch { expected, actual } => {
+            OciError::new(OciErrorCode::SizeInvalid, format!("size is {actual}, not {expected}"))
+        }
+        BlobError::TooLarge { limit } => OciError::new(OciErrorCode::SizeInvalid, format!("larger than the limit of {limit} bytes"))
+            .with_status(StatusCode::PAYLOAD_TOO_LARGE),
+        BlobError::RangeNotSatisfiable { size } => OciError::new(OciErrorCode::RangeInvalid, "range not satisfiable")
+            .with_header(header::CONTENT_RANGE, header_value(&format!("bytes */{size}"))),
+        BlobError::UploadOffsetMismatch { current } => {
+            OciError::new(OciErrorCode::RangeInvalid, format!("chunk must start at offset {current}"))
+                .with_header(header::RANGE, header_value(&upload_range(current)))
+        }
+        other => OciError::internal(other),
+    }
+}
+
+/// The `Range` header value of an upload holding `offset` bytes (`0-<end>`, no `bytes=`).
+pub fn upload_range(offset: u64) -> String {
+    format!("0-{}", offset.saturating_sub(1))
+}
+
+/// A header value from text we built ourselves (always visible ASCII).
+pub fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// The request body as a byte stream for the blob store.
+pub fn body_stream(body: Body) -> ByteStream {
+    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
+}
+
+/// Reads a whole body of at most `limit` bytes; larger → 413 `SIZE_INVALID`.
+pub async fn read_limited(body: Body, limit: u64) -> OciResult<Bytes> {
+    let mut stream = body.into_data_stream();
+    let mut buffer = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|error| OciError::new(OciErrorCode::BlobUploadInvalid, error.to_string()))?;
+        if (buffer.len() + chunk.len()) as u64 > limit {
+            return Err(OciError::new(OciErrorCode::SizeInvalid, format!("larger than the limit of {limit} bytes"))
+                .with_status(StatusCode::PAYLOAD_TOO_LARGE));
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(buffer.freeze())
+}
+
+/// Wraps a stream so that it fails with `TooLarge` past `limit` bytes.
+pub fn limit_stream(stream: ByteStream, limit: u64) -> ByteStream {
+    let mut seen: u64 = 0;
+    Box::pin(stream.map(move |chunk| {
+        let chunk = chunk?;
+        seen += chunk.len() as u64;
+        if seen > limit {
+            return Err(std::io::Error::other(format!("body larger than {limit} bytes")));
+        }
+        Ok(chunk)
+    }))
+}

@@ -1,0 +1,32 @@
+//! `GET /v2/_catalog?n=&last=`: repositories the caller may read.
+
+use serde_json::json;
+
+use super::access::authenticate_user;
+use super::error::OciResult;
+use super::tags::{next_link, paged_json, Page};
+use super::OciRequest;
+use crate::auth::Action;
+use crate::state::AppState;
+
+pub async fn list(state: &AppState, request: &OciRequest) -> OciResult {
+    let principal = authenticate_user(state, &request.headers).await?;
+    let page = Page::from_request(request)?;
+    let catalog = state.catalog().await?;
+    let mut visible = Vec::with_capacity(page.n.min(1024));
+    let mut cursor = page.last.clone();
+    // Scan pages until n readable names (plus one, to know there are more) are found.
+    loop {
+        let batch = catalog.repositories(cursor.as_deref(), 1000)?;
+        let exhausted = batch.len() < 1000;
+        cursor = batch.last().cloned();
+        visible.extend(batch.into_iter().filter(|repo| principal.can(repo, Action::Read)));
+        if exhausted || visible.len() > page.n {
+            break;
+        }
+    }
+    let more = visible.len() > page.n;
+    visible.truncate(page.n);
+    let link = (more && !visible.is_empty()).then(|| next_link("/v2/_catalog", page.n, visible.last()));
+    Ok(paged_json(json!({"repositories": visible}), link))
+}

@@ -1,0 +1,44 @@
+//! `flotilla-bench`: runs Flotilla and CNCF distribution 2.8 (Debian's
+//! `docker-registry`) side by side on loopback, drives both with the same
+//! async Rust client, and reports each metric and the ratio
+//! Flotilla/docker-registry:
+//!
+//! 1. large-blob push (POST, one streamed PATCH, PUT `?digest=`) and pull
+//!    (streamed GET, digest verified) throughput over concurrent streams;
+//! 2. small-blob and manifest GET/HEAD operations per second from many
+//!    concurrent clients, with p50/p99 latency;
+//! 3. the machine's limits in the same run: fsync'd sequential disk writes
+//!    and single-core SHA-256;
+//! 4. ingest efficiency: push throughput ÷ the lower of those limits;
+//! 5. peak RSS of the registry while a huge blob streams in.
+//!
+//! Blob content is generated from a seeded PRNG chunk by chunk, twice (once
+//! for the digest, once on the wire), so the client never buffers a blob.
+//! See `docs/benchmarks.md`.
+
+mod cli;
+mod client;
+mod content;
+mod large;
+mod limits;
+mod memory;
+mod ops;
+mod registry;
+mod report;
+mod run;
+
+use clap::Parser;
+
+use cli::{Args, Plan};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let plan = Plan::from(Args::parse());
+    let report = run::run(&plan).await?;
+    if plan.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_markdown());
+    }
+    Ok(())
+}

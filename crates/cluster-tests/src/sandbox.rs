@@ -1,0 +1,444 @@
+//! Real `flotilla` processes on loopback ports with temporary data directories.
+//!
+//! ```no_run
+//! use flotilla_cluster_tests::Sandbox;
+//! let sandbox = Sandbox::builder().nodes(1).build().unwrap();
+//! let registry = sandbox.client();
+//! assert_eq!(registry.ping().unwrap().status(), 200);
+//! ```
+//!
+//! Each node's stdout and stderr go to `node-<n>.log` in the sandbox directory;
+//! a sandbox dropped while its thread panics prints the tail of every log.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::client::{Credentials, OciClient};
+use crate::spawner::spawn_tied_to_process;
+use crate::wait;
+
+/// The account the sandbox creates through `FLOTILLA_ADMIN_PASSWORD`.
+pub const ADMIN_USER: &str = "admin";
+/// Lines of each node's log printed when a test fails.
+const LOG_TAIL_LINES: usize = 80;
+/// How many times a node start is retried on fresh ports when its port was taken
+/// between being picked and being bound.
+const PORT_RETRIES: usize = 4;
+
+/// Configures a [`Sandbox`]; see [`Sandbox::builder`].
+#[derive(Debug, Clone)]
+pub struct SandboxBuilder {
+    nodes: usize,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+    admin_password: String,
+    ready_timeout: Duration,
+}
+
+impl SandboxBuilder {
+    /// Number of nodes (default 1). Node `n` gets `--node-id n`; nodes after the
+    /// first are started with `--join` pointing at the first node's RPC address.
+    pub fn nodes(mut self, nodes: usize) -> Self {
+        assert!(nodes >= 1, "a sandbox needs at least one node");
+        self.nodes = nodes;
+        self
+    }
+
+    /// An extra environment variable for every node.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// An extra `flotilla serve` argument for every node.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// The admin password (default: a random one).
+    pub fn admin_password(mut self, password: impl Into<String>) -> Self {
+        self.admin_password = password.into();
+        self
+    }
+
+    /// How long each node may take to answer `/readyz` with 200 (default 90 s).
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = timeout;
+        self
+    }
+
+    /// Starts every node and waits until each is ready.
+    pub fn build(self) -> anyhow::Result<Sandbox> {
+        let binary = locate_binary()?;
+        let root =
+            tempfile::Builder::new().prefix("flotilla-sandbox-").tempdir().context("creating the sandbox dir")?;
+        let mut sandbox = Sandbox {
+            nodes: Vec::new(),
+            admin_password: self.admin_password.clone(),
+            logs_printed: AtomicBool::new(false),
+            root,
+        };
+        for index in 0..self.nodes {
+            let join = sandbox.nodes.first().map(|first: &Node| first.rpc_addr);
+            let node = Node::start_new(&self, &binary, sandbox.root.path(), index, join)?;
+            sandbox.nodes.push(node);
+        }
+        Ok(sandbox)
+    }
+}
+
+/// Running `flotilla` nodes; every child is killed when the sandbox is dropped
+/// (and, through the parent-death signal, when the test process ends).
+pub struct Sandbox {
+    nodes: Vec<Node>,
+    admin_password: String,
+    logs_printed: AtomicBool,
+    // Declared last: dropped after the nodes are killed.
+    root: tempfile::TempDir,
+}
+
+impl Sandbox {
+    /// A builder for one node with a random admin password.
+    pub fn builder() -> SandboxBuilder {
+        SandboxBuilder {
+            nodes: 1,
+            env: Vec::new(),
+            args: Vec::new(),
+            admin_password: format!("pw-{}", hex::encode(rand::random::<[u8; 8]>())),
+            ready_timeout: Duration::from_secs(90),
+        }
+    }
+
+    /// Node `index` (0-based).
+    pub fn node(&self, index: usize) -> &Node {
+        &self.nodes[index]
+    }
+
+    /// All nodes.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// The admin password every node was started with.
+    pub fn admin_password(&self) -> &str {
+        &self.admin_password
+    }
+
+    /// Basic credentials of the admin account.
+    pub fn admin_credentials(&self) -> Credentials {
+        Credentials::Basic { user: ADMIN_USER.into(), password: self.admin_password.clone() }
+    }
+
+    /// An OCI client for the first node, authenticated as admin.
+    pub fn client(&self) -> OciClient {
+        self.node(0).client(self.admin_credentials())
+    }
+
+    /// The sandbox's temporary directory (data dirs and logs).
+    pub fn dir(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// The last `lines` lines of every node's log, headed by the node's name.
+    pub fn log_tails(&self, lines: usize) -> String {
+        self.nodes.iter().map(|node| node.log_tail(lines)).collect()
+    }
+
+    /// Prints the tail of every node's log to stderr (shown by the test harness
+    /// only for failed tests).
+    pub fn print_logs(&self) {
+        self.logs_printed.store(true, Ordering::SeqCst);
+        eprintln!("{}", self.log_tails(LOG_TAIL_LINES));
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if std::thread::panicking() && !self.logs_printed.load(Ordering::SeqCst) {
+            self.print_logs();
+        }
+        for node in &self.nodes {
+            node.kill9();
+        }
+    }
+}
+
+/// One `flotilla serve` process and everything needed to restart it.
+pub struct Node {
+    index: usize,
+    http_addr: SocketAddr,
+    rpc_addr: SocketAddr,
+    gossip_addr: SocketAddr,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    command_line: CommandLine,
+    child: Mutex<Option<Child>>,
+}
+
+/// What is needed to (re)start a node.
+#[derive(Debug, Clone)]
+struct CommandLine {
+    binary: PathBuf,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+    join: Option<SocketAddr>,
+    node_id: Option<usize>,
+    ready_timeout: Duration,
+}
+
+impl Node {
+    fn start_new(
+        builder: &SandboxBuilder,
+        binary: &Path,
+        root: &Path,
+        index: usize,
+        join: Option<SocketAddr>,
+    ) -> anyhow::Result<Node> {
+        let mut env = vec![
+            ("FLOTILLA_ADMIN_PASSWORD".to_owned(), builder.admin_password.clone()),
+            ("RUST_LOG".to_owned(), "info".to_owned()),
+        ];
+        env.extend(builder.env.iter().cloned());
+        let command_line = CommandLine {
+            binary: binary.to_owned(),
+            env,
+            args: builder.args.clone(),
+            join,
+            node_id: (builder.nodes > 1).then_some(index + 1),
+            ready_timeout: builder.ready_timeout,
+        };
+        let mut last_error = None;
+        for _attempt in 0..PORT_RETRIES {
+            let [http_addr, rpc_addr, gossip_addr] = free_loopback_addrs()?;
+            let data_dir = root.join(format!("node-{index}"));
+            if data_dir.exists() {
+                std::fs::remove_dir_all(&data_dir)?;
+            }
+            std::fs::create_dir_all(&data_dir)?;
+            let node = Node {
+                index,
+                http_addr,
+                rpc_addr,
+                gossip_addr,
+                data_dir,
+                log_path: root.join(format!("node-{index}.log")),
+                command_line: command_line.clone(),
+                child: Mutex::new(None),
+            };
+            match node.start() {
+                Ok(()) => return Ok(node),
+                Err(error) if format!("{error:#}").contains("in use") => last_error = Some(error),
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last_error.expect("at least one attempt")).context("every attempt hit a port already in use")
+    }
+
+    /// `127.0.0.1:<port>` of the HTTP surface.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// `127.0.0.1:<port>` of the gRPC (Raft) surface.
+    pub fn rpc_addr(&self) -> SocketAddr {
+        self.rpc_addr
+    }
+
+    /// `127.0.0.1:<port>` of the gossip surface.
+    pub fn gossip_addr(&self) -> SocketAddr {
+        self.gossip_addr
+    }
+
+    /// `host:port` as a registry reference spells it (`127.0.0.1:5000`).
+    pub fn host(&self) -> String {
+        self.http_addr.to_string()
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// The node's data directory, kept across [`Node::restart`].
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The file receiving the node's stdout and stderr.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// An OCI client for this node.
+    pub fn client(&self, credentials: Credentials) -> OciClient {
+        OciClient::new(&self.base_url(), credentials)
+    }
+
+    /// Whether the process is running (it has not exited or been killed).
+    pub fn is_running(&self) -> bool {
+        match self.child_slot().as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Kills the process with SIGKILL (no chance to flush anything) and reaps it.
+    pub fn kill9(&self) {
+        if let Some(mut child) = self.child_slot().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the process if it is running, then starts it again on the same
+    /// ports and data directory and waits until it is ready.
+    pub fn restart(&self) -> anyhow::Result<()> {
+        self.kill9();
+        self.start()
+    }
+
+    /// The last `lines` lines of the node's log under a header.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = self.log_text();
+        let all: Vec<&str> = text.lines().collect();
+        let tail = all[all.len().saturating_sub(lines)..].join("\n");
+        format!(
+            "----- flotilla node {} ({}) log: {} -----\n{tail}\n",
+            self.index,
+            self.http_addr,
+            self.log_path.display()
+        )
+    }
+
+    fn log_text(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut file) = File::open(&self.log_path) {
+            let _ = file.read_to_string(&mut text);
+        }
+        text
+    }
+
+    fn child_slot(&self) -> MutexGuard<'_, Option<Child>> {
+        self.child.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn start(&self) -> anyhow::Result<()> {
+        let mut log = OpenOptions::new().create(true).append(true).open(&self.log_path)?;
+        writeln!(log, "===== sandbox: starting {} =====", self.describe())?;
+        let log_offset = log.seek(SeekFrom::End(0))?;
+        let command = self.command(&log)?;
+        let child = spawn_tied_to_process(command)
+            .with_context(|| format!("starting {}", self.command_line.binary.display()))?;
+        *self.child_slot() = Some(child);
+        self.wait_ready(log_offset)
+    }
+
+    fn command(&self, log: &File) -> anyhow::Result<Command> {
+        let line = &self.command_line;
+        let mut command = Command::new(&line.binary);
+        command.arg("serve");
+        command.arg("--data-dir").arg(&self.data_dir);
+        command.arg("--http-addr").arg(self.http_addr.to_string());
+        command.arg("--rpc-addr").arg(self.rpc_addr.to_string());
+        command.arg("--gossip-addr").arg(self.gossip_addr.to_string());
+        if let Some(node_id) = line.node_id {
+            command.arg("--node-id").arg(node_id.to_string());
+        }
+        if let Some(join) = line.join {
+            command.arg("--join").arg(join.to_string());
+        }
+        command.args(&line.args);
+        // Settings of the developer's shell must not leak into a sandbox.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("FLOTILLA_") {
+                command.env_remove(key);
+            }
+        }
+        command.envs(line.env.iter().map(|(k, v)| (k, v)));
+        command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log.try_clone()?);
+        Ok(command)
+    }
+
+    fn wait_ready(&self, log_offset: u64) -> anyhow::Result<()> {
+        let url = format!("{}/readyz", self.base_url());
+        let http = reqwest::blocking::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build()?;
+        let poll = Duration::from_millis(50);
+        let waited =
+            wait::until_some("the node to answer /readyz with 200", self.command_line.ready_timeout, poll, || {
+                if let Some(child) = self.child_slot().as_mut() {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        return Ok(Some(Err(status)));
+                    }
+                }
+                match http.get(&url).send() {
+                    Ok(response) if response.status() == 200 => Ok(Some(Ok(()))),
+                    Ok(response) => Err(format!("/readyz answered {}", response.status())),
+                    Err(error) => Err(error.to_string()),
+                }
+            });
+        let failure = match waited {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(status)) => format!("{} exited with {status} before it was ready", self.describe()),
+            Err(timeout) => {
+                self.kill9();
+                format!("{}: {timeout:#}", self.describe())
+            }
+        };
+        let log = self.log_text();
+        let since_start = log.get(log_offset as usize..).unwrap_or(&log);
+        bail!("{failure}\n----- its log -----\n{since_start}")
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "node {} (http {}, rpc {}, gossip {}, data {})",
+            self.index,
+            self.http_addr,
+            self.rpc_addr,
+            self.gossip_addr,
+            self.data_dir.display()
+        )
+    }
+}
+
+/// `FLOTILLA_BIN`, else `flotilla` next to the directory holding the test
+/// executable (`target/debug/deps/it-…` → `target/debug/flotilla`).
+pub fn locate_binary() -> anyhow::Result<PathBuf> {
+    let (binary, origin) = match std::env::var_os("FLOTILLA_BIN") {
+        Some(path) => (PathBuf::from(path), "FLOTILLA_BIN"),
+        None => {
+            let exe = std::env::current_exe().context("locating the test executable")?;
+            let profile_dir = exe.parent().and_then(Path::parent).context("test executable has no grandparent dir")?;
+            (profile_dir.join("flotilla"), "the test executable's target dir")
+        }
+    };
+    if !binary.is_file() {
+        bail!(
+            "the flotilla binary was not found at {} (from {origin}). Build it first with \
+             `cargo build -p flotilla-node --bin flotilla` (scripts/test.sh does), or set FLOTILLA_BIN.",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
+
+/// Three distinct free loopback addresses, picked by binding port 0. The
+/// listeners are closed before the node binds, so a race is possible; the
+/// caller retries on "address in use".
+fn free_loopback_addrs() -> anyhow::Result<[SocketAddr; 3]> {
+    let listeners = [bind_any()?, bind_any()?, bind_any()?];
+    Ok([listeners[0].local_addr()?, listeners[1].local_addr()?, listeners[2].local_addr()?])
+}
+
+fn bind_any() -> anyhow::Result<TcpListener> {
+    TcpListener::bind("127.0.0.1:0").context("binding a free loopback port")
+}

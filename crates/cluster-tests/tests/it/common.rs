@@ -1,0 +1,44 @@
+//! Fixtures shared by the suites: one sandbox per module, started on first use,
+//! and a runner that prints the nodes' logs when a test fails.
+
+use std::sync::OnceLock;
+
+use flotilla_cluster_tests::content::unique_suffix;
+use flotilla_cluster_tests::Sandbox;
+
+/// A module's sandbox, started by the first test that needs it. A failed start
+/// is remembered so the module's other tests fail at once with the same reason.
+pub type SharedSandbox = OnceLock<Result<Sandbox, String>>;
+
+/// Runs `test` against the module's shared single-node sandbox.
+pub fn with_shared(cell: &'static SharedSandbox, test: impl FnOnce(&Sandbox) -> anyhow::Result<()>) {
+    let sandbox = match cell.get_or_init(|| Sandbox::builder().nodes(1).build().map_err(|e| format!("{e:#}"))) {
+        Ok(sandbox) => sandbox,
+        Err(error) => panic!("the sandbox did not start: {error}"),
+    };
+    run_printing_logs(sandbox, test);
+}
+
+/// Runs `test`; on an error or a panic prints the tail of every node's log
+/// (the harness shows it for the failed test) and fails the test.
+pub fn run_printing_logs(sandbox: &Sandbox, test: impl FnOnce(&Sandbox) -> anyhow::Result<()>) {
+    struct PrintLogsOnPanic<'a>(&'a Sandbox);
+    impl Drop for PrintLogsOnPanic<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.print_logs();
+            }
+        }
+    }
+    let guard = PrintLogsOnPanic(sandbox);
+    if let Err(error) = test(sandbox) {
+        sandbox.print_logs();
+        std::mem::forget(guard);
+        panic!("{error:#}");
+    }
+}
+
+/// A repository name unique to one test: `<module>/<test>-<random>`.
+pub fn repo(module: &str, test: &str) -> String {
+    format!("{module}/{test}-{}", unique_suffix())
+}

@@ -1,0 +1,18 @@
+//! Black-box suites against real `flotilla` processes, driven by our own OCI
+//! client and by real clients (skopeo, oras-py). Numbered by area:
+//! 1x OCI distribution conformance and auth, 2x real clients, 3x durability.
+//!
+//! Run: `cargo build -p flotilla-node --bin flotilla && cargo test -p flotilla-cluster-tests`
+//! (or `scripts/test.sh`, which also installs skopeo and oras-py).
+
+mod common;
+
+mod t10_oci_pull;
+mod t11_oci_push;
+mod t12_oci_content_discovery;
+mod t13_oci_content_management;
+mod t14_oci_failure_edges;
+mod t15_auth;
+mod t20_skopeo;
+mod t21_oras;
+mod t30_durability;

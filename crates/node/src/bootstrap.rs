@@ -1,0 +1,71 @@
+//! First-start facts written through Raft once a leader exists: the cluster
+//! settings (id, token secret) and the `admin` account.
+
+use rand::RngCore;
+
+use flotilla_api::auth::hash_password;
+use flotilla_raft::client::now_ms;
+use flotilla_raft::command::{ClusterSettings, Grant, UserRecord};
+use flotilla_raft::{Command, MetaClient};
+
+/// Environment variable holding the initial admin password.
+pub const ADMIN_PASSWORD_ENV: &str = "FLOTILLA_ADMIN_PASSWORD";
+/// Name of the account that unauthenticated requests act as.
+pub const ANONYMOUS_USER: &str = "anonymous";
+
+/// Creates what is missing; safe to run on every start of the leader.
+pub async fn ensure_cluster_defaults(meta: &MetaClient, anonymous_read: bool) -> anyhow::Result<()> {
+    let catalog = meta.read().await?;
+    if catalog.settings()?.is_none() {
+        let settings = ClusterSettings { cluster_id: random_hex(16), token_secret: random_hex(32) };
+        expect_ok(meta.write(Command::PutSettings(settings)).await?)?;
+        tracing::info!("cluster settings created");
+    }
+    if meta.read().await?.user("admin")?.is_none() {
+        let password = match std::env::var(ADMIN_PASSWORD_ENV) {
+            Ok(password) if !password.is_empty() => password,
+            _ => {
+                let generated = random_hex(12);
+                // Printed once, on the first start only; it is never stored in clear.
+                eprintln!("flotilla: created user `admin` with generated password: {generated}");
+                generated
+            }
+        };
+        let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await?;
+        let admin = UserRecord { name: "admin".into(), password_hash: hash, admin: true, grants: Vec::new(), created_ms: now_ms() };
+        expect_ok(meta.write(Command::PutUser(admin)).await?)?;
+        tracing::info!("admin user created");
+    }
+    sync_anonymous_read(meta, anonymous_read).await
+}
+
+/// Makes the `anonymous` account match the `anonymous_read` setting.
+async fn sync_anonymous_read(meta: &MetaClient, anonymous_read: bool) -> anyhow::Result<()> {
+    let existing = meta.read().await?.user(ANONYMOUS_USER)?;
+    let wanted = anonymous_read.then(|| UserRecord {
+        name: ANONYMOUS_USER.into(),
+        password_hash: String::new(),
+        admin: false,
+        grants: vec![Grant { repository: "*".into(), read: true, write: false, delete: false }],
+        created_ms: existing.as_ref().map(|u| u.created_ms).unwrap_or_else(now_ms),
+    });
+    match (existing, wanted) {
+        (None, Some(user)) => expect_ok(meta.write(Command::PutUser(user)).await?),
+        (Some(_), None) => expect_ok(meta.write(Command::DeleteUser { name: ANONYMOUS_USER.into() }).await?),
+        (Some(current), Some(user)) if current.grants != user.grants => expect_ok(meta.write(Command::PutUser(user)).await?),
+        _ => Ok(()),
+    }
+}
+
+fn expect_ok(response: flotilla_raft::Response) -> anyhow::Result<()> {
+    match response {
+        flotilla_raft::Response::Ok => Ok(()),
+        flotilla_raft::Response::Rejected(rejection) => anyhow::bail!("bootstrap write rejected: {}", rejection.message),
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buffer);
+    buffer.iter().map(|b| format!("{b:02x}")).collect()
+}

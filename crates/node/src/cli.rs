@@ -1,0 +1,127 @@
+//! The `flotilla` command line: `serve` and its flags (each also read from
+//! `FLOTILLA_<NAME>`), merged over the config file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError};
+
+#[derive(Debug, Parser)]
+#[command(name = "flotilla", version, about = "A highly available artifact registry cluster")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Commands>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Run a node (the default when no subcommand is given).
+    Serve(ServeArgs),
+}
+
+/// Flags of `flotilla serve`; unset flags leave the file's (or default) value.
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "FLOTILLA_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[arg(long, env = "FLOTILLA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, env = "FLOTILLA_NODE_ID")]
+    pub node_id: Option<u64>,
+    #[arg(long, env = "FLOTILLA_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    #[arg(long, env = "FLOTILLA_RPC_ADDR")]
+    pub rpc_addr: Option<SocketAddr>,
+    #[arg(long, env = "FLOTILLA_GOSSIP_ADDR")]
+    pub gossip_addr: Option<SocketAddr>,
+    #[arg(long, env = "FLOTILLA_ADVERTISE_HTTP")]
+    pub advertise_http: Option<String>,
+    #[arg(long, env = "FLOTILLA_ADVERTISE_RPC")]
+    pub advertise_rpc: Option<String>,
+    /// Comma-separated addresses of existing nodes.
+    #[arg(long, env = "FLOTILLA_JOIN", value_delimiter = ',')]
+    pub join: Option<Vec<String>>,
+    #[arg(long, env = "FLOTILLA_ZONE")]
+    pub zone: Option<String>,
+    #[arg(long, env = "FLOTILLA_CAPACITY")]
+    pub capacity: Option<u64>,
+    #[arg(long, env = "FLOTILLA_REPLICATION_FACTOR")]
+    pub replication_factor: Option<u32>,
+    #[arg(long, env = "FLOTILLA_GC_GRACE")]
+    pub gc_grace: Option<String>,
+    #[arg(long, env = "FLOTILLA_READ_CONSISTENCY")]
+    pub read_consistency: Option<String>,
+    #[arg(long, env = "FLOTILLA_MAX_MANIFEST_BYTES")]
+    pub max_manifest_bytes: Option<u64>,
+    #[arg(long, env = "FLOTILLA_MAX_BLOB_BYTES")]
+    pub max_blob_bytes: Option<u64>,
+    #[arg(long, env = "FLOTILLA_UPLOAD_EXPIRY")]
+    pub upload_expiry: Option<String>,
+    #[arg(long, env = "FLOTILLA_ANONYMOUS_READ")]
+    pub anonymous_read: Option<bool>,
+    #[arg(long, env = "FLOTILLA_SERVICE_NAME")]
+    pub service_name: Option<String>,
+    #[arg(long, env = "FLOTILLA_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+impl ServeArgs {
+    /// The file (or defaults) overlaid with environment and flags, validated.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        macro_rules! overlay {
+            ($($field:ident),*) => { $(if let Some(value) = self.$field { config.$field = value; })* };
+        }
+        overlay!(
+            data_dir, node_id, http_addr, rpc_addr, gossip_addr, join, capacity, replication_factor,
+            gc_grace, read_consistency, max_manifest_bytes, max_blob_bytes, upload_expiry,
+            anonymous_read, service_name, log_format
+        );
+        if self.advertise_http.is_some() {
+            config.advertise_http = self.advertise_http;
+        }
+        if self.advertise_rpc.is_some() {
+            config.advertise_rpc = self.advertise_rpc;
+        }
+        if self.zone.is_some() {
+            config.zone = self.zone;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.toml");
+        std::fs::write(&file, "node_id = 4\nreplication_factor = 5\n").unwrap();
+        let cli = Cli::try_parse_from(["flotilla", "serve", "--config", file.to_str().unwrap(), "--node-id", "9"]).unwrap();
+        let Some(Commands::Serve(args)) = cli.command else { panic!("serve expected") };
+        let config = args.into_config().unwrap();
+        assert_eq!(config.node_id, 9, "flag wins over file");
+        assert_eq!(config.replication_factor, 5, "file wins over default");
+    }
+}
+
+impl ServeArgs {
+    /// `flotilla` with no subcommand: the serve flags from the environment only.
+    pub fn try_from_env() -> Result<Self, clap::Error> {
+        #[derive(Parser)]
+        struct EnvOnly {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        EnvOnly::try_parse_from(["flotilla"]).map(|parsed| parsed.serve)
+    }
+}

@@ -1,0 +1,184 @@
+//! The node's configuration: one documented struct, read from a TOML file
+//! (`--config`), then `FLOTILLA_<NAME>` environment variables, then flags
+//! (flag wins), and validated once at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a node needs to start. Field names are the TOML keys and, upper-cased
+/// with a `FLOTILLA_` prefix, the environment variables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the RocksDB database, blobs and upload sessions live.
+    pub data_dir: PathBuf,
+    /// This node's id, unique in the cluster and never reused. Defaults to 1.
+    pub node_id: u64,
+    /// HTTP listen address of every REST surface.
+    pub http_addr: SocketAddr,
+    /// gRPC listen address for Raft and inter-node RPC.
+    pub rpc_addr: SocketAddr,
+    /// UDP gossip listen address (used once the cluster has more than one node).
+    pub gossip_addr: SocketAddr,
+    /// HTTP address other nodes and clients use to reach this node (defaults to `http_addr`).
+    pub advertise_http: Option<String>,
+    /// gRPC address other nodes use to reach this node (defaults to `rpc_addr`).
+    pub advertise_rpc: Option<String>,
+    /// Addresses of existing nodes to join through; empty = bootstrap a new cluster.
+    pub join: Vec<String>,
+    /// Failure zone, for placing replicas in distinct zones.
+    pub zone: Option<String>,
+    /// Capacity weight for blob placement, in bytes of disk this node offers.
+    pub capacity: u64,
+    /// Copies of each blob (R = min(replication_factor, nodes)).
+    pub replication_factor: u32,
+    /// How long an unreferenced blob is kept before garbage collection may delete it (`1h`, `30m`, `0s`).
+    pub gc_grace: String,
+    /// `linearizable` (read index from the leader) or `local` (may be stale on a follower).
+    pub read_consistency: String,
+    /// Largest manifest accepted, bytes (the spec asks for at least 4 MiB).
+    pub max_manifest_bytes: u64,
+    /// Largest blob accepted, bytes.
+    pub max_blob_bytes: u64,
+    /// Upload sessions idle longer than this are removed (`24h`).
+    pub upload_expiry: String,
+    /// Grants read on every repository to unauthenticated clients. Off by default.
+    pub anonymous_read: bool,
+    /// `service` named in registry token challenges.
+    pub service_name: String,
+    /// `text` or `json` logs.
+    pub log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./flotilla-data"),
+            node_id: 1,
+            http_addr: ([127, 0, 0, 1], 5000).into(),
+            rpc_addr: ([127, 0, 0, 1], 5001).into(),
+            gossip_addr: ([127, 0, 0, 1], 5002).into(),
+            advertise_http: None,
+            advertise_rpc: None,
+            join: Vec::new(),
+            zone: None,
+            capacity: 1 << 40,
+            replication_factor: 3,
+            gc_grace: "1h".into(),
+            read_consistency: "linearizable".into(),
+            max_manifest_bytes: 8 << 20,
+            max_blob_bytes: 1 << 40,
+            upload_expiry: "24h".into(),
+            anonymous_read: false,
+            service_name: "flotilla".into(),
+            log_format: "text".into(),
+        }
+    }
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("invalid value for {name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl Config {
+    /// Reads a TOML file; missing keys take their defaults.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::from_toml(&text).map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Checks every value once, at start.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |name, reason: &str| Err(ConfigError::Invalid { name, reason: reason.into() });
+        if self.node_id == 0 {
+            return invalid("node_id", "must be at least 1");
+        }
+        if !(1..=5).contains(&self.replication_factor) {
+            return invalid("replication_factor", "must be between 1 and 5");
+        }
+        if self.max_manifest_bytes < 4 << 20 {
+            return invalid("max_manifest_bytes", "must be at least 4 MiB (the OCI spec asks registries to accept 4 MiB)");
+        }
+        if !matches!(self.read_consistency.as_str(), "linearizable" | "local") {
+            return invalid("read_consistency", "must be `linearizable` or `local`");
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return invalid("log_format", "must be `text` or `json`");
+        }
+        parse_duration(&self.gc_grace).map_err(|reason| ConfigError::Invalid { name: "gc_grace", reason })?;
+        parse_duration(&self.upload_expiry).map_err(|reason| ConfigError::Invalid { name: "upload_expiry", reason })?;
+        Ok(())
+    }
+
+    /// The advertised HTTP address.
+    pub fn advertised_http(&self) -> String {
+        self.advertise_http.clone().unwrap_or_else(|| self.http_addr.to_string())
+    }
+
+    /// The advertised gRPC address.
+    pub fn advertised_rpc(&self) -> String {
+        self.advertise_rpc.clone().unwrap_or_else(|| self.rpc_addr.to_string())
+    }
+}
+
+/// Parses `90s`, `30m`, `1h`, `7d` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 30s, 15m, 1h or 7d"))?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown duration unit in `{text}` (use s, m, h or d)")),
+    };
+    number.checked_mul(seconds).map(Duration::from_secs).ok_or_else(|| format!("`{text}` is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_in_deploy_parses_and_validates() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/config/flotilla.toml");
+        let config = Config::from_file(std::path::Path::new(path)).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.replication_factor, 3);
+        assert_eq!(parse_duration(&config.gc_grace).unwrap(), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(Config::from_toml("data_dri = \"/x\"").is_err());
+        let config = Config { replication_factor: 9, ..Config::default() };
+        assert!(config.validate().is_err());
+        let config = Config { max_manifest_bytes: 1024, ..Config::default() };
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+}

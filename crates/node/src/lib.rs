@@ -1,0 +1,166 @@
+//! # flotilla-node
+//!
+//! The `flotilla` binary's library: configuration and CLI, and the composition
+//! root [`run`] that opens storage, starts Raft, the servers and the workers,
+//! each a logged step, all sharing one shutdown token.
+//!
+//! Crate arrows: `storage` → `raft` → `api` → `node` ("is used by").
+
+pub mod bootstrap;
+pub mod cli;
+pub mod config;
+pub mod directory;
+pub mod http;
+pub mod telemetry;
+pub mod workers;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use flotilla_api::auth::Authenticator;
+use flotilla_api::{AppState, Limits, ReadConsistency};
+use flotilla_raft::log_store::LogStore;
+use flotilla_raft::network::client::NetworkFactory;
+use flotilla_raft::state_machine::rocks::StateMachineStore;
+use flotilla_raft::{Catalog, MetaClient, NodeAddr};
+use flotilla_storage::fs::FsBlobStore;
+use flotilla_storage::upload::Uploads;
+use flotilla_storage::Engine;
+
+use crate::config::Config;
+
+/// Raft heartbeat interval: short, so a dead leader is noticed within the failover target.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
+/// Election timeout range; several heartbeats, randomised to avoid split votes.
+const ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(400);
+const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(800);
+/// Take a snapshot after this many log entries, then purge the log before it.
+const SNAPSHOT_EVERY_LOGS: u64 = 10_000;
+/// How long startup waits for this node's cluster to have a leader.
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+
+/// Runs a node until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+    run_until(config, shutdown).await
+}
+
+/// Runs a node until `shutdown` is cancelled.
+pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    tracing::info!(node_id = config.node_id, data_dir = %config.data_dir.display(), "starting flotilla");
+
+    tracing::info!("step 1: opening storage");
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let engine = Engine::open(&config.data_dir.join("db")).context("opening RocksDB")?;
+    let blobs = Arc::new(FsBlobStore::open(config.data_dir.join("blobs")).await?);
+    let uploads = Arc::new(Uploads::open(config.data_dir.join("uploads")).await?);
+
+    tracing::info!("step 2: starting raft");
+    let log_store = LogStore::new(engine.clone());
+    let state_machine = StateMachineStore::open(engine.clone(), config.data_dir.join("snapshots")).await?;
+    let catalog = Catalog::new(Arc::new(state_machine.reader()));
+    let raft_config = openraft::Config {
+        cluster_name: "flotilla".into(),
+        heartbeat_interval: HEARTBEAT_INTERVAL.as_millis() as u64,
+        election_timeout_min: ELECTION_TIMEOUT_MIN.as_millis() as u64,
+        election_timeout_max: ELECTION_TIMEOUT_MAX.as_millis() as u64,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_LOGS),
+        max_in_snapshot_log_to_keep: 1000,
+        ..Default::default()
+    };
+    let raft = flotilla_raft::types::Raft::new(
+        config.node_id,
+        Arc::new(raft_config.validate()?),
+        NetworkFactory::default(),
+        log_store,
+        state_machine,
+    )
+    .await?;
+    let meta = MetaClient::new(raft.clone(), config.node_id, catalog.clone());
+
+    tracing::info!(addr = %config.rpc_addr, "step 3: serving gRPC");
+    let rpc = tokio::spawn(http::serve_rpc(config.rpc_addr, raft.clone(), shutdown.clone()));
+
+    tracing::info!("step 4: forming the cluster");
+    initialize_if_new(&config, &meta).await?;
+    raft.wait(Some(LEADER_WAIT))
+        .metrics(|m| m.current_leader.is_some(), "a leader is elected")
+        .await
+        .context("no leader elected")?;
+    bootstrap::ensure_cluster_defaults(&meta, config.anonymous_read).await?;
+
+    tracing::info!(addr = %config.http_addr, "step 5: serving HTTP");
+    let metrics = telemetry::Metrics::new();
+    let state = AppState {
+        meta: meta.clone(),
+        blobs: blobs.clone(),
+        uploads: uploads.clone(),
+        auth: Arc::new(Authenticator::new(Arc::new(directory::CatalogDirectory::new(catalog)))),
+        limits: Limits { max_manifest_bytes: config.max_manifest_bytes, max_blob_bytes: config.max_blob_bytes },
+        read_consistency: match config.read_consistency.as_str() {
+            "local" => ReadConsistency::Local,
+            _ => ReadConsistency::Linearizable,
+        },
+        service_name: config.service_name.clone(),
+    };
+    let server = tokio::spawn(http::serve_http(config.http_addr, state, metrics.clone(), shutdown.clone()));
+
+    tracing::info!("step 6: starting workers");
+    let upload_expiry = config::parse_duration(&config.upload_expiry).map_err(anyhow::Error::msg)?;
+    let workers = workers::spawn_all(workers::Workers { meta: meta.clone(), blobs, uploads, metrics, upload_expiry }, shutdown.clone());
+
+    tracing::info!("flotilla is ready");
+    shutdown.cancelled().await;
+    tracing::info!("shutting down");
+    server.await??;
+    rpc.await??;
+    for worker in workers {
+        worker.await?;
+    }
+    raft.shutdown().await.map_err(|error| anyhow::anyhow!("raft shutdown: {error}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A node with no Raft state and nothing to join bootstraps a one-member cluster.
+async fn initialize_if_new(config: &Config, meta: &MetaClient) -> anyhow::Result<()> {
+    if !config.join.is_empty() {
+        anyhow::bail!("joining an existing cluster arrives with the cluster issue; start without --join");
+    }
+    let raft = meta.raft();
+    if raft.is_initialized().await? {
+        return Ok(());
+    }
+    let address = NodeAddr { rpc_addr: config.advertised_rpc(), http_addr: config.advertised_http() };
+    raft.initialize(BTreeMap::from([(config.node_id, address)])).await?;
+    tracing::info!(node_id = config.node_id, "initialized a new single-node cluster");
+    Ok(())
+}
+
+async fn signal_shutdown(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                shutdown.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    shutdown.cancel();
+}

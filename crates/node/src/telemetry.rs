@@ -1,0 +1,156 @@
+//! Logs and metrics: tracing to stderr, Prometheus text on `/metrics`.
+//!
+//! HTTP metrics are labelled by surface and route (a fixed set, never a
+//! repository name), method and status.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use flotilla_raft::MetaClient;
+
+/// Installs the global tracing subscriber (`RUST_LOG` filters, default `info`).
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    surface: &'static str,
+    route: &'static str,
+    method: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LatencyLabels {
+    surface: &'static str,
+    route: &'static str,
+}
+
+/// Every metric the node exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<LatencyLabels, Histogram>,
+    raft_term: Gauge,
+    raft_leader: Gauge,
+    raft_applied_index: Gauge,
+    raft_is_leader: Gauge,
+    blobs_stored: Gauge,
+    blob_bytes_stored: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("flotilla");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(|| {
+            // 100 µs to ~105 s in 21 doubling buckets.
+            Histogram::new(exponential_buckets(0.0001, 2.0, 21))
+        });
+        registry.register("http_requests", "HTTP requests by surface, route, method and status", requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
+        let metrics = Metrics {
+            requests,
+            latency,
+            raft_term: Gauge::default(),
+            raft_leader: Gauge::default(),
+            raft_applied_index: Gauge::default(),
+            raft_is_leader: Gauge::default(),
+            blobs_stored: Gauge::default(),
+            blob_bytes_stored: Gauge::default(),
+            registry,
+        };
+        let mut metrics = metrics;
+        let gauges = [
+            ("raft_term", "Current Raft term", metrics.raft_term.clone()),
+            ("raft_leader", "Node id of the known leader (0 = none)", metrics.raft_leader.clone()),
+            ("raft_applied_index", "Last log index applied to the state machine", metrics.raft_applied_index.clone()),
+            ("raft_is_leader", "1 when this node leads", metrics.raft_is_leader.clone()),
+            ("blobs_stored", "Blobs in this node's local store", metrics.blobs_stored.clone()),
+            ("blob_bytes_stored", "Bytes in this node's local store", metrics.blob_bytes_stored.clone()),
+        ];
+        for (name, help, gauge) in gauges {
+            metrics.registry.register(name, help, gauge);
+        }
+        Arc::new(metrics)
+    }
+
+    /// Refreshes the Raft gauges from openraft's metrics.
+    pub fn observe_raft(&self, meta: &MetaClient) {
+        let raft = meta.raft().metrics().borrow().clone();
+        self.raft_term.set(raft.current_term as i64);
+        self.raft_leader.set(raft.current_leader.unwrap_or(0) as i64);
+        self.raft_applied_index.set(raft.last_applied.map(|id| id.index).unwrap_or(0) as i64);
+        self.raft_is_leader.set(i64::from(raft.current_leader == Some(meta.node_id())));
+    }
+
+    /// Sets the local store gauges.
+    pub fn observe_store(&self, blobs: u64, bytes: u64) {
+        self.blobs_stored.set(blobs as i64);
+        self.blob_bytes_stored.set(bytes as i64);
+    }
+
+    fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(%error, "encoding metrics failed");
+        }
+        text
+    }
+}
+
+/// The surface and route label of a request path.
+fn classify(path: &str) -> (&'static str, &'static str) {
+    if path == "/v2" || path.starts_with("/v2/") {
+        return ("oci", flotilla_api::oci::route_label(path));
+    }
+    match path {
+        "/healthz" | "/readyz" => ("node", "health"),
+        "/metrics" => ("node", "metrics"),
+        _ if path.starts_with("/_cluster") => ("cluster", "cluster"),
+        _ => ("other", "other"),
+    }
+}
+
+/// Middleware counting and timing every request.
+pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request<Body>, next: Next) -> Response {
+    let (surface, route) = classify(request.uri().path());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    metrics.requests.get_or_create(&RequestLabels { surface, route, method, status }).inc();
+    metrics
+        .latency
+        .get_or_create(&LatencyLabels { surface, route })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`.
+pub async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        metrics.encode(),
+    )
+        .into_response()
+}

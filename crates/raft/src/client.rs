@@ -1,0 +1,133 @@
+//! `MetaClient`: the one place that proposes writes and fences reads.
+//!
+//! A write is proposed locally when this node leads, else forwarded over gRPC
+//! to the leader; through an election it is retried with the same request id
+//! (so it applies once) until a deadline. `ForwardToLeader` never leaks past
+//! this type.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+
+use crate::catalog::Catalog;
+use crate::command::{Command, Request, RequestId, Response};
+use crate::network::client::{rpc_forward, rpc_read_index};
+use crate::network::ForwardError;
+use crate::types::{NodeId, Raft};
+
+/// How long a write may wait for a leader before the client gets 503 (covers an election).
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// Pause between attempts while no leader is known.
+const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Why the metadata service could not serve a request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MetaError {
+    /// No leader reachable before the deadline (election, partition); retry later.
+    #[error("metadata service unavailable: {0}")]
+    Unavailable(String),
+    /// The replica cannot continue (storage failure, shutdown).
+    #[error("metadata service failed: {0}")]
+    Fatal(String),
+}
+
+/// Proposes writes and serves reads of the replicated metadata.
+#[derive(Clone)]
+pub struct MetaClient {
+    raft: Raft,
+    node_id: NodeId,
+    catalog: Catalog,
+}
+
+impl MetaClient {
+    pub fn new(raft: Raft, node_id: NodeId, catalog: Catalog) -> Self {
+        MetaClient { raft, node_id, catalog }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The Raft handle, for composition (membership, metrics); not for handlers.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Commits `command` and returns how it applied.
+    pub async fn write(&self, command: Command) -> Result<Response, MetaError> {
+        let request = Request { request_id: RequestId::random(), time_ms: now_ms(), command };
+        tokio::time::timeout(WRITE_DEADLINE, self.write_until_done(&request))
+            .await
+            .map_err(|_| MetaError::Unavailable("no leader accepted the write in time".into()))?
+    }
+
+    async fn write_until_done(&self, request: &Request) -> Result<Response, MetaError> {
+        loop {
+            match self.raft.client_write(request.clone()).await {
+                Ok(written) => return Ok(written.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                    if let Some(leader) = forward.leader_node {
+                        match rpc_forward(&leader.rpc_addr, request).await {
+                            Ok(response) => return Ok(response),
+                            Err(ForwardError::Fatal(message)) => return Err(MetaError::Fatal(message)),
+                            Err(error) => tracing::debug!(%error, "forward failed; retrying"),
+                        }
+                    }
+                }
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(error))) => {
+                    return Err(MetaError::Fatal(error.to_string()));
+                }
+                Err(RaftError::Fatal(fatal)) => return Err(MetaError::Fatal(fatal.to_string())),
+            }
+            tokio::time::sleep(RETRY_BACKOFF).await;
+        }
+    }
+
+    /// The catalog after a linearizable barrier: every write acknowledged
+    /// before this call is visible to the returned reads.
+    pub async fn read(&self) -> Result<&Catalog, MetaError> {
+        tokio::time::timeout(WRITE_DEADLINE, self.barrier())
+            .await
+            .map_err(|_| MetaError::Unavailable("no leader confirmed the read in time".into()))??;
+        Ok(&self.catalog)
+    }
+
+    async fn barrier(&self) -> Result<(), MetaError> {
+        loop {
+            let leader = match self.raft.ensure_linearizable().await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => forward.leader_node,
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => None,
+                Err(RaftError::Fatal(fatal)) => return Err(MetaError::Fatal(fatal.to_string())),
+            };
+            if let Some(leader) = leader {
+                match rpc_read_index(&leader.rpc_addr).await {
+                    Ok(index) => return self.wait_applied(index).await,
+                    Err(error) => tracing::debug!(%error, "read index failed; retrying"),
+                }
+            }
+            tokio::time::sleep(RETRY_BACKOFF).await;
+        }
+    }
+
+    async fn wait_applied(&self, index: Option<u64>) -> Result<(), MetaError> {
+        self.raft
+            .wait(None)
+            .applied_index_at_least(index, "linearizable read")
+            .await
+            .map(|_| ())
+            .map_err(|error| MetaError::Fatal(error.to_string()))
+    }
+
+    /// The local replica without a barrier: for content addressed by digest,
+    /// which never changes once present, and for `read_consistency = "local"`.
+    pub fn local(&self) -> &Catalog {
+        &self.catalog
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

@@ -1,0 +1,218 @@
+//! Outbound RPCs: openraft's network (one lazily connected channel per peer, a
+//! deadline on every call) and the forward / read-index calls of `MetaClient`.
+//!
+//! Errors are mapped so that openraft reacts correctly: a peer that cannot be
+//! connected to is `Unreachable` (openraft backs off), a failed or timed-out
+//! call is a `NetworkError` (retried at once), an error the peer's Raft
+//! returned is a `RemoteError`, and an append batch over the message limit is
+//! `PayloadTooLarge` (openraft sends fewer entries).
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use super::proto::raft_service_client::RaftServiceClient;
+use super::proto::{Empty, Payload};
+use super::{ForwardError, MAX_MESSAGE_BYTES};
+use crate::command::{Request, Response};
+use crate::types::{NodeAddr, NodeId, TypeConfig};
+
+/// Deadline of a Raft RPC when openraft gives none, and of forward / read-index
+/// calls (a forwarded write waits for a commit, so it gets the same bound).
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deadline of one snapshot chunk when openraft gives none: a 3 MiB chunk on a slow link.
+pub const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for a TCP connection to a peer before calling it unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// HTTP/2 ping interval, so a dead connection is noticed without waiting for a call.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a ping may go unanswered before the connection is dropped.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Channels to peers by address, shared by clones; connections are made lazily
+/// and re-established by tonic after a failure.
+#[derive(Clone, Default)]
+struct Channels {
+    by_addr: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Channels {
+    fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, tonic::transport::Error> {
+        let mut channels = self.by_addr.lock();
+        let channel = match channels.get(addr) {
+            Some(channel) => channel.clone(),
+            None => {
+                let channel = Endpoint::from_shared(format!("http://{addr}"))?
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                    .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                    .keep_alive_while_idle(true)
+                    .connect_lazy();
+                channels.insert(addr.to_owned(), channel.clone());
+                channel
+            }
+        };
+        Ok(RaftServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+}
+
+/// The channels of the free `rpc_*` functions, which have no owner to hold them.
+fn shared_channels() -> &'static Channels {
+    static CHANNELS: OnceLock<Channels> = OnceLock::new();
+    CHANNELS.get_or_init(Channels::default)
+}
+
+/// openraft's network factory: one [`PeerClient`] per replication target.
+#[derive(Clone, Default)]
+pub struct NetworkFactory {
+    channels: Channels,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> PeerClient {
+        PeerClient { target, node: node.clone(), channels: self.channels.clone() }
+    }
+}
+
+/// The network to one peer.
+pub struct PeerClient {
+    target: NodeId,
+    node: NodeAddr,
+    channels: Channels,
+}
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, NodeAddr, E>>;
+
+#[derive(Clone, Copy)]
+enum RpcKind {
+    Append { entries: u64 },
+    Vote,
+    Snapshot,
+}
+
+impl PeerClient {
+    /// One Raft RPC: payload in serde_json, the peer's `Result<Resp, E>` back.
+    async fn call<Req, Resp, E>(&self, kind: RpcKind, request: &Req, timeout: Duration) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let data = serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut client =
+            self.channels.client(&self.node.rpc_addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let grpc = with_deadline(Payload { data }, timeout);
+        let reply = match kind {
+            RpcKind::Append { .. } => client.append_entries(grpc).await,
+            RpcKind::Vote => client.vote(grpc).await,
+            RpcKind::Snapshot => client.install_snapshot(grpc).await,
+        };
+        let reply = reply.map_err(|status| status_error(kind, &status))?;
+        let result: Result<Resp, E> =
+            serde_json::from_slice(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|error| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), error)))
+    }
+}
+
+fn status_error<E: std::error::Error>(kind: RpcKind, status: &tonic::Status) -> RPCError<NodeId, NodeAddr, E> {
+    match (status.code(), kind) {
+        // Connection refused, reset or not yet possible: back off before retrying.
+        (tonic::Code::Unavailable, _) => RPCError::Unreachable(Unreachable::new(status)),
+        // Over the message limit: ask openraft for half as many entries.
+        (tonic::Code::ResourceExhausted, RpcKind::Append { entries }) if entries > 1 => {
+            RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries / 2))
+        }
+        _ => RPCError::Network(NetworkError::new(status)),
+    }
+}
+
+/// openraft's time budget for the call, or `fallback` when it gives none.
+fn deadline(option: &RPCOption, fallback: Duration) -> Duration {
+    match option.hard_ttl() {
+        ttl if ttl.is_zero() => fallback,
+        ttl => ttl,
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+        let kind = RpcKind::Append { entries: rpc.entries.len() as u64 };
+        self.call(kind, &rpc, deadline(&option, RPC_TIMEOUT)).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        self.call(RpcKind::Snapshot, &rpc, deadline(&option, SNAPSHOT_CHUNK_TIMEOUT)).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, RaftError<NodeId>> {
+        self.call(RpcKind::Vote, &rpc, deadline(&option, RPC_TIMEOUT)).await
+    }
+}
+
+/// A call of the forward / read-index vocabulary.
+enum LeaderCall {
+    Forward(Vec<u8>),
+    ReadIndex,
+}
+
+fn with_deadline<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(timeout);
+    request
+}
+
+/// Sends `call` to `addr` and decodes the callee's `Result<T, ForwardError>`;
+/// transport failures are `Unavailable`, so the caller retries.
+async fn call_leader<T: DeserializeOwned>(addr: &str, call: LeaderCall) -> Result<T, ForwardError> {
+    let mut client = shared_channels().client(addr).map_err(|e| ForwardError::Unavailable(format!("{addr}: {e}")))?;
+    let reply = match call {
+        LeaderCall::Forward(data) => client.forward(with_deadline(Payload { data }, RPC_TIMEOUT)).await,
+        LeaderCall::ReadIndex => client.read_index(with_deadline(Empty {}, RPC_TIMEOUT)).await,
+    };
+    let reply = reply.map_err(|status| ForwardError::Unavailable(format!("{addr}: {status}")))?;
+    serde_json::from_slice::<Result<T, ForwardError>>(&reply.into_inner().data)
+        .map_err(|e| ForwardError::Unavailable(format!("{addr}: undecodable reply: {e}")))?
+}
+
+/// Forwards a client write to the node at `addr` (normally the leader), which
+/// commits it and returns how it applied, or names the leader it knows.
+pub async fn rpc_forward(addr: &str, request: &Request) -> Result<Response, ForwardError> {
+    let data = serde_json::to_vec(request).map_err(|e| ForwardError::Fatal(format!("encode request: {e}")))?;
+    call_leader(addr, LeaderCall::Forward(data)).await
+}
+
+/// Asks the node at `addr` (normally the leader) for a read index: the log
+/// index this replica must have applied before a linearizable read.
+pub async fn rpc_read_index(addr: &str) -> Result<Option<u64>, ForwardError> {
+    call_leader(addr, LeaderCall::ReadIndex).await
+}

@@ -1,0 +1,85 @@
+//! Inbound RPC handlers: each decodes its payload, calls the local Raft and
+//! encodes the outcome — openraft's own `Result` for Raft RPCs (the caller
+//! rebuilds `RemoteError` from it), `Result<_, ForwardError>` for the rest.
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
+
+use super::proto::raft_service_server::{RaftService, RaftServiceServer};
+use super::proto::{Empty, Payload};
+use super::{decode, encode, ForwardError, MAX_MESSAGE_BYTES};
+use crate::command::{Request, Response};
+use crate::types::{NodeAddr, NodeId, Raft};
+
+/// The Raft gRPC service of this node, ready for `tonic::transport::Server::add_service`.
+pub fn raft_service(raft: Raft) -> RaftServiceServer<RaftRpc> {
+    RaftServiceServer::new(RaftRpc { raft })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// Adapts tonic to the local Raft handle.
+pub struct RaftRpc {
+    raft: Raft,
+}
+
+fn reply<T: serde::Serialize>(value: &T) -> Result<GrpcResponse<Payload>, Status> {
+    Ok(GrpcResponse::new(Payload { data: encode(value)? }))
+}
+
+fn not_leader(forward: ForwardToLeader<NodeId, NodeAddr>) -> ForwardError {
+    ForwardError::NotLeader { leader: forward.leader_id.zip(forward.leader_node) }
+}
+
+/// Commits a forwarded write if this node leads.
+async fn handle_forward(raft: &Raft, request: Request) -> Result<Response, ForwardError> {
+    match raft.client_write(request).await {
+        Ok(written) => Ok(written.data),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => Err(not_leader(forward)),
+        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(error))) => {
+            Err(ForwardError::Fatal(error.to_string()))
+        }
+        Err(RaftError::Fatal(fatal)) => Err(ForwardError::Fatal(fatal.to_string())),
+    }
+}
+
+/// The leader's read index, after a heartbeat round confirmed its leadership.
+/// Unlike `ensure_linearizable` it does not wait for the leader's own apply:
+/// the caller waits for its own replica.
+async fn handle_read_index(raft: &Raft) -> Result<Option<u64>, ForwardError> {
+    match raft.get_read_log_id().await {
+        Ok((read_log_id, _applied)) => Ok(read_log_id.map(|log_id| log_id.index)),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => Err(not_leader(forward)),
+        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(error))) => {
+            Err(ForwardError::Unavailable(error.to_string()))
+        }
+        Err(RaftError::Fatal(fatal)) => Err(ForwardError::Fatal(fatal.to_string())),
+    }
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftRpc {
+    async fn append_entries(&self, request: GrpcRequest<Payload>) -> Result<GrpcResponse<Payload>, Status> {
+        let rpc = decode(&request.into_inner().data)?;
+        reply(&self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: GrpcRequest<Payload>) -> Result<GrpcResponse<Payload>, Status> {
+        let rpc = decode(&request.into_inner().data)?;
+        reply(&self.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, request: GrpcRequest<Payload>) -> Result<GrpcResponse<Payload>, Status> {
+        let rpc = decode(&request.into_inner().data)?;
+        reply(&self.raft.install_snapshot(rpc).await)
+    }
+
+    async fn forward(&self, request: GrpcRequest<Payload>) -> Result<GrpcResponse<Payload>, Status> {
+        let client_request: Request = decode(&request.into_inner().data)?;
+        reply(&handle_forward(&self.raft, client_request).await)
+    }
+
+    async fn read_index(&self, _request: GrpcRequest<Empty>) -> Result<GrpcResponse<Payload>, Status> {
+        reply(&handle_read_index(&self.raft).await)
+    }
+}

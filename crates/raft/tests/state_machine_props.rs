@@ -1,0 +1,230 @@
+//! Property tests of the pure state machine: random command sequences keep its
+//! invariants, replays are idempotent, and two replicas agree byte for byte.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use flotilla_raft::command::{Command, PutManifest, Request, RequestId, Response};
+use flotilla_raft::state_machine::keys::{self, table};
+use flotilla_raft::state_machine::memory::MemoryState;
+use flotilla_raft::state_machine::model::{apply, decode};
+use flotilla_raft::state_machine::records::{BlobRecord, ManifestContent, ManifestRecord, TagRecord};
+use flotilla_storage::Digest;
+use proptest::prelude::*;
+
+const REPOS: [&str; 3] = ["a", "a/b", "c"];
+const TAGS: [&str; 3] = ["latest", "v1", "v2"];
+
+fn blob_digest(i: u8) -> Digest {
+    Digest::sha256_of(&[b'b', i])
+}
+
+/// A small universe of operations over 3 repositories, 5 blobs and manifests made from blob subsets.
+#[derive(Debug, Clone)]
+enum Op {
+    PutBlob { repo: usize, blob: u8 },
+    Mount { from: usize, repo: usize, blob: u8 },
+    Unlink { repo: usize, blob: u8 },
+    PutManifest { repo: usize, blobs: BTreeSet<u8>, tag: Option<usize>, subject: Option<u8>, child: Option<u8> },
+    DeleteManifest { repo: usize, manifest: u8 },
+    DeleteTag { repo: usize, tag: usize },
+    Replay { back: usize },
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    let repo = 0..REPOS.len();
+    let blob = 0u8..5;
+    prop_oneof![
+        (repo.clone(), blob.clone()).prop_map(|(repo, blob)| Op::PutBlob { repo, blob }),
+        (repo.clone(), repo.clone(), blob.clone()).prop_map(|(from, repo, blob)| Op::Mount { from, repo, blob }),
+        (repo.clone(), blob.clone()).prop_map(|(repo, blob)| Op::Unlink { repo, blob }),
+        (
+            repo.clone(),
+            proptest::collection::btree_set(blob.clone(), 0..4),
+            proptest::option::of(0..TAGS.len()),
+            proptest::option::of(0u8..4),
+            proptest::option::of(0u8..4),
+        )
+            .prop_map(|(repo, blobs, tag, subject, child)| Op::PutManifest { repo, blobs, tag, subject, child }),
+        (repo.clone(), 0u8..16).prop_map(|(repo, manifest)| Op::DeleteManifest { repo, manifest }),
+        (repo, 0..TAGS.len()).prop_map(|(repo, tag)| Op::DeleteTag { repo, tag }),
+        (0usize..8).prop_map(|back| Op::Replay { back }),
+    ]
+}
+
+/// Deterministic manifest content for a blob set, so equal sets give equal digests.
+fn manifest_for(repo: usize, blobs: &BTreeSet<u8>, subject: Option<u8>, child: Option<Digest>, tag: Option<usize>) -> PutManifest {
+    let blob_digests: Vec<Digest> = blobs.iter().map(|b| blob_digest(*b)).collect();
+    let subject = subject.map(|s| Digest::sha256_of(&[b's', s]));
+    let content = serde_json::json!({
+        "schemaVersion": 2,
+        "layers": blob_digests.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        "subject": subject.as_ref().map(|d| d.to_string()),
+        "child": child.as_ref().map(|d| d.to_string()),
+    })
+    .to_string();
+    PutManifest {
+        repo: REPOS[repo].to_string(),
+        digest: Digest::sha256_of(content.as_bytes()),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        content,
+        tag: tag.map(|t| TAGS[t].to_string()),
+        blobs: blob_digests,
+        manifests: child.into_iter().collect(),
+        subject,
+        artifact_type: None,
+        annotations: BTreeMap::new(),
+    }
+}
+
+struct Harness {
+    state: MemoryState,
+    history: Vec<(Request, Response)>,
+    /// Manifest digests ever pushed, so deletes and index children can name them.
+    manifests: Vec<Digest>,
+    clock: u64,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Harness { state: MemoryState::default(), history: Vec::new(), manifests: Vec::new(), clock: 1_000 }
+    }
+
+    fn run(&mut self, op: &Op) {
+        self.clock += 7;
+        let command = match op {
+            Op::PutBlob { repo, blob } => Command::PutBlob { repo: REPOS[*repo].into(), digest: blob_digest(*blob), size: u64::from(*blob) * 10 },
+            Op::Mount { from, repo, blob } => Command::MountBlob { from: REPOS[*from].into(), repo: REPOS[*repo].into(), digest: blob_digest(*blob) },
+            Op::Unlink { repo, blob } => Command::UnlinkBlob { repo: REPOS[*repo].into(), digest: blob_digest(*blob) },
+            Op::PutManifest { repo, blobs, tag, subject, child } => {
+                let child = child.and_then(|c| self.manifests.get(c as usize).cloned());
+                let manifest = manifest_for(*repo, blobs, *subject, child, *tag);
+                self.manifests.push(manifest.digest.clone());
+                Command::PutManifest(Box::new(manifest))
+            }
+            Op::DeleteManifest { repo, manifest } => {
+                let Some(digest) = self.manifests.get(*manifest as usize).cloned() else { return };
+                Command::DeleteManifest { repo: REPOS[*repo].into(), digest }
+            }
+            Op::DeleteTag { repo, tag } => Command::DeleteTag { repo: REPOS[*repo].into(), tag: TAGS[*tag].into() },
+            Op::Replay { back } => {
+                let Some((request, response)) = self.history.iter().rev().nth(*back).cloned() else { return };
+                let before = self.state.clone();
+                let again = apply(&mut self.state, &request).unwrap();
+                assert_eq!(again, response, "a replayed request id returns its first response");
+                assert_eq!(self.state, before, "a replayed request id changes nothing");
+                return;
+            }
+        };
+        let request = Request { request_id: RequestId(self.history.len() as u128 + 1), time_ms: self.clock, command };
+        let before = self.state.clone();
+        let response = apply(&mut self.state, &request).unwrap();
+        if let Response::Rejected(_) = response {
+            let mut expected = before.clone();
+            // Only the request-id bookkeeping may change on a rejection.
+            expected.entries.retain(|k, _| k[0] != table::REQUEST && k[0] != table::REQUEST_TIME);
+            let mut actual = self.state.clone();
+            actual.entries.retain(|k, _| k[0] != table::REQUEST && k[0] != table::REQUEST_TIME);
+            assert_eq!(actual, expected, "a rejected command changes nothing: {request:?}");
+        }
+        self.history.push((request, response));
+    }
+
+    fn table<T: serde::de::DeserializeOwned>(&self, prefix: u8) -> Vec<(Vec<u8>, T)> {
+        self.state
+            .entries
+            .iter()
+            .filter(|(k, _)| k[0] == prefix)
+            .map(|(k, v)| (k.clone(), decode::<T>(v).unwrap()))
+            .collect()
+    }
+
+    fn check_invariants(&self) {
+        let blobs: BTreeMap<Vec<u8>, BlobRecord> = self.table(table::BLOB).into_iter().collect();
+        let manifests: Vec<(Vec<u8>, ManifestRecord)> = self.table(table::REPO_MANIFEST);
+        // Reference counts equal the references that exist.
+        let mut expected_refs: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        for (_, record) in &manifests {
+            for blob in &record.blobs {
+                let key = keys::blob(blob);
+                assert!(blobs.contains_key(&key), "manifest points at a missing blob {blob}");
+                *expected_refs.entry(key).or_default() += 1;
+            }
+        }
+        for (key, record) in &blobs {
+            let expected = expected_refs.get(key).copied().unwrap_or(0);
+            assert_eq!(record.refcount, expected, "blob refcount");
+            assert_eq!(record.unreferenced_since_ms.is_some(), expected == 0, "unreferenced_since iff refcount 0");
+        }
+        // Content refcount equals the number of repositories holding the manifest.
+        let contents: Vec<(Vec<u8>, ManifestContent)> = self.table(table::CONTENT);
+        for (key, content) in &contents {
+            let (digest, _) = Digest::from_key_bytes(&key[1..]).unwrap();
+            let holders = REPOS.iter().filter(|r| self.state.entries.contains_key(&keys::repo_manifest(r, &digest))).count();
+            assert_eq!(content.refcount as usize, holders, "content refcount of {digest}");
+        }
+        for repo in REPOS {
+            // Every tag points at a manifest of its repository.
+            for tag in TAGS {
+                if let Some(bytes) = self.state.entries.get(&keys::tag(repo, tag)) {
+                    let record: TagRecord = decode(bytes).unwrap();
+                    assert!(self.state.entries.contains_key(&keys::repo_manifest(repo, &record.digest)), "dangling tag {repo}:{tag}");
+                    assert!(self.state.entries.contains_key(&keys::content(&record.digest)), "tag without content");
+                }
+            }
+        }
+        // Referrer entries match manifests with a subject, one for one.
+        let referrer_count = self.state.entries.keys().filter(|k| k[0] == table::REFERRER).count();
+        let with_subject = manifests.iter().filter(|(_, m)| m.subject.is_some()).count();
+        assert_eq!(referrer_count, with_subject);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_command_sequences_keep_the_invariants(ops in proptest::collection::vec(op_strategy(), 1..80)) {
+        let mut harness = Harness::new();
+        for op in &ops {
+            harness.run(op);
+            harness.check_invariants();
+        }
+    }
+
+    #[test]
+    fn two_replicas_applying_the_same_log_agree(ops in proptest::collection::vec(op_strategy(), 1..60)) {
+        let mut harness = Harness::new();
+        for op in &ops {
+            harness.run(op);
+        }
+        let mut replica = MemoryState::default();
+        for (request, response) in &harness.history {
+            prop_assert_eq!(&apply(&mut replica, request).unwrap(), response);
+        }
+        prop_assert_eq!(replica, harness.state);
+    }
+}
+
+#[test]
+fn a_manifest_with_an_unlinked_blob_is_rejected() {
+    let mut state = MemoryState::default();
+    let manifest = manifest_for(0, &BTreeSet::from([1]), None, None, Some(0));
+    let request = Request { request_id: RequestId(1), time_ms: 1, command: Command::PutManifest(Box::new(manifest)) };
+    match apply(&mut state, &request).unwrap() {
+        Response::Rejected(rejection) => assert_eq!(rejection.digest, Some(blob_digest(1))),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn request_ids_expire_after_the_retention() {
+    use flotilla_raft::state_machine::model::REQUEST_ID_RETENTION_MS;
+    let mut state = MemoryState::default();
+    let first = Request { request_id: RequestId(1), time_ms: 10, command: Command::DeleteTag { repo: "a".into(), tag: "x".into() } };
+    apply(&mut state, &first).unwrap();
+    assert!(state.entries.contains_key(&keys::request(RequestId(1))));
+    let later = Request { request_id: RequestId(2), time_ms: 11 + REQUEST_ID_RETENTION_MS, command: first.command.clone() };
+    apply(&mut state, &later).unwrap();
+    assert!(!state.entries.contains_key(&keys::request(RequestId(1))));
+    assert!(state.entries.contains_key(&keys::request(RequestId(2))));
+}

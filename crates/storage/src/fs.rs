@@ -1,0 +1,335 @@
+//! The filesystem blob store: one file per blob, written crash-safely.
+//!
+//! ```text
+//!   <root>/
+//!   ├── blobs/
+//!   │   ├── sha256/
+//!   │   │   ├── 00/                       fan-out: first two hex characters,
+//!   │   │   │   └── 00a1…(64 hex)         created on first use (parent fsynced)
+//!   │   │   └── ff/…
+//!   │   └── sha512/
+//!   │       └── 3c/3c9f…(128 hex)
+//!   └── tmp/
+//!       └── <uuid>                        a blob being written; emptied at open
+//! ```
+//!
+//! `tmp/` lives under the same root, hence on the same filesystem, so the final
+//! rename is atomic. The write path:
+//!
+//! ```text
+//!   body ──► tmp/<uuid> (hashing) ──► digest ok? ──► fsync file ──► rename ──► fsync dir
+//!                                        └─ no: delete temp, DigestMismatch
+//! ```
+//!
+//! After a crash a blob is either complete and correct or absent. File names are
+//! only ever built from validated [`Digest`]s and generated UUIDs.
+
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use crate::blob_store::{stream_reader, BlobError, BlobStore, ByteStream, STREAM_CHUNK_BYTES};
+use crate::{Algorithm, ByteRange, Digest, Hasher};
+
+/// Bytes per chunk when a blob is streamed out of its file.
+pub const READ_CHUNK_BYTES: usize = STREAM_CHUNK_BYTES;
+/// Write buffer in front of a blob file: gathers small network chunks so each
+/// trip to the blocking pool writes a useful amount.
+pub(crate) const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+/// Hex characters of the digest that name the fan-out directory (256 per algorithm).
+const FAN_OUT_HEX_CHARS: usize = 2;
+const BLOBS_DIR: &str = "blobs";
+const TEMP_DIR: &str = "tmp";
+
+/// Blobs as files under a root directory.
+pub struct FsBlobStore {
+    root: PathBuf,
+}
+
+impl FsBlobStore {
+    /// Opens (creating) the store at `root` and removes stale temp files.
+    pub async fn open(root: PathBuf) -> Result<Self, BlobError> {
+        tokio::fs::create_dir_all(root.join(BLOBS_DIR)).await?;
+        tokio::fs::create_dir_all(root.join(TEMP_DIR)).await?;
+        let store = FsBlobStore { root };
+        let removed = store.clear_temp_dir().await?;
+        if removed > 0 {
+            tracing::info!(removed, root = %store.root.display(), "removed unfinished blob writes");
+        }
+        Ok(store)
+    }
+
+    /// Where a blob's file lives.
+    pub fn path_of(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.fan_out_dir(digest).join(hex)
+    }
+
+    fn algorithm_dir(&self, algorithm: Algorithm) -> PathBuf {
+        self.root.join(BLOBS_DIR).join(algorithm.name())
+    }
+
+    fn fan_out_dir(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.algorithm_dir(digest.algorithm()).join(&hex[..FAN_OUT_HEX_CHARS])
+    }
+
+    fn new_temp_path(&self) -> PathBuf {
+        self.root.join(TEMP_DIR).join(uuid::Uuid::new_v4().to_string())
+    }
+
+    async fn clear_temp_dir(&self) -> Result<usize, BlobError> {
+        let mut removed = 0;
+        let mut entries = tokio::fs::read_dir(self.root.join(TEMP_DIR)).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            if entry.file_type().await?.is_dir() {
+                tokio::fs::remove_dir_all(entry.path()).await?;
+            } else {
+                tokio::fs::remove_file(entry.path()).await?;
+            }
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Renames a complete, synced file into place and makes the rename durable.
+    async fn install(&self, digest: &Digest, source: &Path) -> Result<(), BlobError> {
+        let blobs_dir = self.root.join(BLOBS_DIR);
+        let algorithm_dir = self.algorithm_dir(digest.algorithm());
+        let fan_out_dir = self.fan_out_dir(digest);
+        create_dir_durably(&algorithm_dir, &blobs_dir).await?;
+        create_dir_durably(&fan_out_dir, &algorithm_dir).await?;
+        tokio::fs::rename(source, self.path_of(digest)).await?;
+        sync_dir(&fan_out_dir).await
+    }
+}
+
+/// Creates `dir` if missing and fsyncs `parent` so the new entry survives a crash.
+/// (A concurrent creator that loses the race relies on the winner's fsync.)
+async fn create_dir_durably(dir: &Path, parent: &Path) -> Result<(), BlobError> {
+    match tokio::fs::create_dir(dir).await {
+        Ok(()) => sync_dir(parent).await,
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Fsyncs a directory, making renames and creations inside it durable.
+pub(crate) async fn sync_dir(dir: &Path) -> Result<(), BlobError> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
+        .await
+        .map_err(std::io::Error::other)??;
+    Ok(())
+}
+
+/// Removes a temp file when dropped unless disarmed: covers errors and futures
+/// dropped midway (a client that went away).
+struct TempFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl TempFile {
+    fn new(path: PathBuf) -> Self {
+        TempFile { path, armed: true }
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Err(error) = std::fs::remove_file(&self.path) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %self.path.display(), %error, "could not remove a temp blob file");
+            }
+        }
+    }
+}
+
+/// Streams `body` into a new file at `path` while hashing; syncs it only if it
+/// hashes to `expected`. Returns the size.
+async fn write_verified(path: &Path, expected: &Digest, mut body: ByteStream) -> Result<u64, BlobError> {
+    let file = tokio::fs::File::create(path).await?;
+    let mut writer = tokio::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
+    let mut hasher = Hasher::new(expected.algorithm());
+    let mut size = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        hasher.update(&chunk);
+        writer.write_all(&chunk).await?;
+        size += chunk.len() as u64;
+    }
+    let actual = hasher.finish();
+    if &actual != expected {
+        return Err(BlobError::DigestMismatch { expected: expected.clone(), actual });
+    }
+    // `flush` also reports errors of writes still in flight, which `sync_all` would not.
+    writer.flush().await?;
+    writer.get_ref().sync_all().await?;
+    Ok(size)
+}
+
+fn not_found_as_none<T>(result: std::io::Result<T>) -> Result<Option<T>, BlobError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for FsBlobStore {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, BlobError> {
+        let metadata = not_found_as_none(tokio::fs::metadata(self.path_of(digest)).await)?;
+        Ok(metadata.map(|metadata| metadata.len()))
+    }
+
+    async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<ByteStream, BlobError> {
+        let opened = tokio::fs::File::open(self.path_of(digest)).await;
+        let mut file = not_found_as_none(opened)?.ok_or(BlobError::NotFound)?;
+        let Some(range) = range else {
+            return Ok(stream_reader(file));
+        };
+        let size = file.metadata().await?.len();
+        if range.start >= size {
+            return Err(BlobError::RangeNotSatisfiable { size });
+        }
+        file.seek(SeekFrom::Start(range.start)).await?;
+        let length = range.end.min(size - 1) - range.start + 1;
+        Ok(stream_reader(file.take(length)))
+    }
+
+    async fn put(&self, expected: &Digest, body: ByteStream) -> Result<u64, BlobError> {
+        let mut temp = TempFile::new(self.new_temp_path());
+        let size = write_verified(&temp.path, expected, body).await?;
+        self.install(expected, &temp.path).await?;
+        temp.disarm();
+        Ok(size)
+    }
+
+    /// Renames the file into place (no copy); copies through `put` only when it
+    /// lives on another filesystem. The file is synced first, which costs nothing
+    /// when the caller already did.
+    async fn put_file(&self, digest: &Digest, path: &Path) -> Result<u64, BlobError> {
+        let file = tokio::fs::File::open(path).await?;
+        file.sync_all().await?;
+        let size = file.metadata().await?.len();
+        match self.install(digest, path).await {
+            Ok(()) => Ok(size),
+            Err(BlobError::Io(error)) if error.kind() == std::io::ErrorKind::CrossesDevices => {
+                let size = self.put(digest, stream_reader(file)).await?;
+                tokio::fs::remove_file(path).await?;
+                Ok(size)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<bool, BlobError> {
+        Ok(not_found_as_none(tokio::fs::remove_file(self.path_of(digest)).await)?.is_some())
+    }
+
+    async fn list(&self) -> Result<Vec<(Digest, u64)>, BlobError> {
+        let dirs = [Algorithm::Sha256, Algorithm::Sha512].map(|algorithm| (algorithm, self.algorithm_dir(algorithm)));
+        tokio::task::spawn_blocking(move || list_blobs(&dirs)).await.map_err(std::io::Error::other)?
+    }
+}
+
+/// Walks the fan-out directories; skips anything that is not a blob file.
+fn list_blobs(algorithm_dirs: &[(Algorithm, PathBuf)]) -> Result<Vec<(Digest, u64)>, BlobError> {
+    let mut blobs = Vec::new();
+    for (algorithm, dir) in algorithm_dirs {
+        let Some(fan_outs) = not_found_as_none(std::fs::read_dir(dir))? else { continue };
+        for fan_out in fan_outs {
+            let fan_out = fan_out?;
+            if !fan_out.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(fan_out.path())? {
+                let entry = entry?;
+                let Some(hex) = entry.file_name().to_str().map(str::to_owned) else { continue };
+                let Ok(digest) = Digest::parse(&format!("{}:{hex}", algorithm.name())) else { continue };
+                // A blob deleted while we walk is simply not listed.
+                if let Some(metadata) = not_found_as_none(entry.metadata())? {
+                    blobs.push((digest, metadata.len()));
+                }
+            }
+        }
+    }
+    blobs.sort();
+    Ok(blobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_suite;
+
+    #[tokio::test]
+    async fn passes_the_blob_store_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path().to_owned()).await.unwrap();
+        test_suite::run_blob_store_suite(&store).await;
+    }
+
+    #[tokio::test]
+    async fn files_follow_the_documented_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path().to_owned()).await.unwrap();
+        let digest = Digest::sha256_of(b"layout");
+        store.put(&digest, Box::pin(futures::stream::iter([Ok(bytes::Bytes::from_static(b"layout"))]))).await.unwrap();
+        let hex = digest.hex();
+        let expected = dir.path().join("blobs").join("sha256").join(&hex[..2]).join(&hex);
+        assert_eq!(std::fs::read(expected).unwrap(), b"layout");
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no temp file is left");
+    }
+
+    #[tokio::test]
+    async fn a_crash_leaves_no_partial_blob_and_stale_temp_files_are_cleaned_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path().to_owned()).await.unwrap();
+        // What a crash in the middle of `put` leaves behind: a temp file, no blob.
+        let stale = store.new_temp_path();
+        std::fs::write(&stale, b"half a blob").unwrap();
+        let digest = Digest::sha256_of(b"half a blob, and the rest");
+        assert_eq!(store.stat(&digest).await.unwrap(), None);
+        assert!(store.list().await.unwrap().is_empty(), "temp files are never listed as blobs");
+        drop(store);
+        let store = FsBlobStore::open(dir.path().to_owned()).await.unwrap();
+        assert!(!stale.exists(), "open removes unfinished writes");
+        assert!(store.list().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_put_dropped_midway_removes_its_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path().to_owned()).await.unwrap();
+        let first = futures::stream::iter([Ok(bytes::Bytes::from_static(b"first chunk"))]);
+        let body: ByteStream = Box::pin(first.chain(futures::stream::pending()));
+        let digest = Digest::sha256_of(b"never finished");
+        let put = store.put(&digest, body);
+        let timed_out = tokio::time::timeout(std::time::Duration::from_millis(200), put).await;
+        assert!(timed_out.is_err(), "the body never ends");
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(store.stat(&digest).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn stray_files_are_not_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path().to_owned()).await.unwrap();
+        std::fs::create_dir_all(dir.path().join("blobs/sha256/ab")).unwrap();
+        std::fs::write(dir.path().join("blobs/sha256/ab/not-a-digest"), b"x").unwrap();
+        std::fs::write(dir.path().join("blobs/sha256/README"), b"x").unwrap();
+        assert!(store.list().await.unwrap().is_empty());
+    }
+}
