@@ -81,7 +81,7 @@ pub struct Args {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub small_blobs: u64,
     /// Size of each small blob in bytes.
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=16 * MIB as i64))]
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=16 * MIB))]
     pub small_blob_bytes: u64,
     /// Tagged manifests served by the manifest GET/HEAD phases.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=10_000))]
@@ -161,7 +161,9 @@ impl Plan {
 
 impl From<Args> for Plan {
     fn from(args: Args) -> Self {
-        let pick = |explicit: Option<u64>, (full, quick): (u64, u64)| explicit.unwrap_or(if args.quick { quick } else { full });
+        let pick = |explicit: Option<u64>, (full, quick): (u64, u64)| {
+            explicit.unwrap_or(if args.quick { quick } else { full })
+        };
         let targets = match args.only {
             Some(target) => vec![target],
             None => Target::ALL.to_vec(),

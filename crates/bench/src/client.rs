@@ -90,8 +90,13 @@ impl RegistryClient {
     /// Streams `blob` back and checks its size and digest.
     pub async fn pull_blob(&self, repo: &str, blob: &BlobSpec) -> anyhow::Result<()> {
         let url = self.url(&format!("/v2/{repo}/blobs/{}", blob.digest));
-        let response =
-            self.http.get(&url).timeout(transfer_timeout(blob.size)).send().await.with_context(|| format!("GET {url}"))?;
+        let response = self
+            .http
+            .get(&url)
+            .timeout(transfer_timeout(blob.size))
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
         let response = expect_status(response, StatusCode::OK, "GET blob").await?;
         let mut body = response.bytes_stream();
         let mut hasher = Sha256::new();

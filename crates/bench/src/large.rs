@@ -52,7 +52,12 @@ pub async fn blob_specs(seed: u64, count: u64, size: u64) -> anyhow::Result<Vec<
 }
 
 /// Pushes every blob, `streams` at a time; aggregate throughput.
-pub async fn push_all(client: &RegistryClient, repo: &str, blobs: &[BlobSpec], streams: u64) -> anyhow::Result<Throughput> {
+pub async fn push_all(
+    client: &RegistryClient,
+    repo: &str,
+    blobs: &[BlobSpec],
+    streams: u64,
+) -> anyhow::Result<Throughput> {
     let started = Instant::now();
     futures::stream::iter(blobs)
         .map(|blob| async move { client.push_blob(repo, blob).await.with_context(|| format!("pushing {}", blob.digest)) })
@@ -63,7 +68,12 @@ pub async fn push_all(client: &RegistryClient, repo: &str, blobs: &[BlobSpec], s
 }
 
 /// Pulls and verifies every blob, `streams` at a time; aggregate throughput.
-pub async fn pull_all(client: &RegistryClient, repo: &str, blobs: &[BlobSpec], streams: u64) -> anyhow::Result<Throughput> {
+pub async fn pull_all(
+    client: &RegistryClient,
+    repo: &str,
+    blobs: &[BlobSpec],
+    streams: u64,
+) -> anyhow::Result<Throughput> {
     let started = Instant::now();
     futures::stream::iter(blobs)
         .map(|blob| async move { client.pull_blob(repo, blob).await.with_context(|| format!("pulling {}", blob.digest)) })

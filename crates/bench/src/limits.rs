@@ -78,6 +78,17 @@ fn sha256_mib_s(total: u64) -> f64 {
     mib_per_sec(total, started.elapsed().as_secs_f64())
 }
 
+/// The 1-minute load average: a busy machine makes every number lower and
+/// noisier, so the report shows it.
+pub fn load_average_1m() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+/// Logical cores available to this process.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// `bytes` over `seconds` in MiB/s.
 pub fn mib_per_sec(bytes: u64, seconds: f64) -> f64 {
     bytes as f64 / MIB as f64 / seconds.max(f64::EPSILON)
@@ -95,5 +106,7 @@ mod tests {
         assert!(limits.sha256_single_core_mib_s > 0.0);
         assert!(limits.ingest_ceiling_mib_s() <= limits.sha256_single_core_mib_s);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the probe file is removed");
+        assert!(load_average_1m().is_some_and(|load| load >= 0.0));
+        assert!(cores() >= 1);
     }
 }

@@ -87,7 +87,8 @@ pub async fn seed_fixtures(client: &RegistryClient, repo: &str, plan: &OpsPlan, 
         .try_collect()
         .await
         .context("uploading small blobs")?;
-    let layers: Vec<(String, u64)> = blob_digests.iter().map(|digest| (digest.clone(), plan.small_blob_bytes)).collect();
+    let layers: Vec<(String, u64)> =
+        blob_digests.iter().map(|digest| (digest.clone(), plan.small_blob_bytes)).collect();
     let tags = futures::stream::iter(0..plan.manifests)
         .map(|index| push_manifest(client, repo, index, &layers))
         .buffered(FIXTURE_UPLOADS_IN_FLIGHT)
@@ -98,7 +99,12 @@ pub async fn seed_fixtures(client: &RegistryClient, repo: &str, plan: &OpsPlan, 
 }
 
 /// Pushes manifest `index` (a unique config, two of `layers`) as tag `t<index>`.
-async fn push_manifest(client: &RegistryClient, repo: &str, index: u64, layers: &[(String, u64)]) -> anyhow::Result<String> {
+async fn push_manifest(
+    client: &RegistryClient,
+    repo: &str,
+    index: u64,
+    layers: &[(String, u64)],
+) -> anyhow::Result<String> {
     let config = json!({
         "architecture": "amd64",
         "os": "linux",
@@ -197,7 +203,9 @@ async fn run_client(client: RegistryClient, probes: Arc<Vec<Probe>>, worker: usi
             Ok(_) => tally.latencies_us.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32),
             Err(error) => {
                 tally.errors += 1;
-                tally.first_error.get_or_insert_with(|| format!("{} {}: {error:#}", probes[next].method, probes[next].url));
+                tally
+                    .first_error
+                    .get_or_insert_with(|| format!("{} {}: {error:#}", probes[next].method, probes[next].url));
             }
         }
         next = (next + 1) % probes.len();

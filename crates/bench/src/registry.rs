@@ -41,9 +41,10 @@ impl RunningRegistry {
         let data_dir = dir.join("data");
         std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let log_path = dir.join("registry.log");
-        let http_port = free_port()?;
+        let ports = free_ports()?;
+        let http_port = ports[0];
         let mut command = match target {
-            Target::Flotilla => flotilla_command(plan, &data_dir, http_port)?,
+            Target::Flotilla => flotilla_command(plan, &data_dir, ports)?,
             Target::DockerRegistry => docker_registry_command(plan, &dir, &data_dir, http_port)?,
         };
         let log = File::create(&log_path)?;
@@ -93,7 +94,9 @@ impl Drop for RunningRegistry {
     }
 }
 
-fn flotilla_command(plan: &Plan, data_dir: &Path, http_port: u16) -> anyhow::Result<Command> {
+/// `flotilla serve` on the HTTP, RPC and gossip `ports`.
+fn flotilla_command(plan: &Plan, data_dir: &Path, ports: [u16; 3]) -> anyhow::Result<Command> {
+    let [http_port, rpc_port, gossip_port] = ports;
     ensure!(
         plan.flotilla_bin.is_file(),
         "no flotilla binary at {} (build it with `cargo build --release -p flotilla-node --bin flotilla`, or pass --only docker-registry)",
@@ -107,9 +110,9 @@ fn flotilla_command(plan: &Plan, data_dir: &Path, http_port: u16) -> anyhow::Res
         .arg("--http-addr")
         .arg(format!("127.0.0.1:{http_port}"))
         .arg("--rpc-addr")
-        .arg(format!("127.0.0.1:{}", free_port()?))
+        .arg(format!("127.0.0.1:{rpc_port}"))
         .arg("--gossip-addr")
-        .arg(format!("127.0.0.1:{}", free_port()?))
+        .arg(format!("127.0.0.1:{gossip_port}"))
         .env("FLOTILLA_ADMIN_PASSWORD", ADMIN_PASSWORD);
     if plan.quiet_logs {
         command.env("RUST_LOG", "warn");
@@ -141,9 +144,16 @@ fn docker_registry_config(data_dir: &Path, http_port: u16, quiet_logs: bool) -> 
     )
 }
 
-/// A loopback port free at the time of asking.
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// Three distinct loopback ports free at the time of asking (all held open
+/// together so the kernel cannot hand out one twice).
+fn free_ports() -> anyhow::Result<[u16; 3]> {
+    let listeners =
+        [TcpListener::bind("127.0.0.1:0")?, TcpListener::bind("127.0.0.1:0")?, TcpListener::bind("127.0.0.1:0")?];
+    let mut ports = [0; 3];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr()?.port();
+    }
+    Ok(ports)
 }
 
 /// Has the kernel kill the child when the benchmark dies, so an interrupted

@@ -16,7 +16,16 @@ use crate::ops::{OpKind, PhaseResult};
 pub struct Report {
     pub plan: Plan,
     pub limits: Limits,
+    pub machine: MachineLoad,
     pub results: Vec<RegistryResult>,
+}
+
+/// How busy the machine was: other work on the same cores skews every number.
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineLoad {
+    pub cores: usize,
+    pub load_average_1m_start: Option<f64>,
+    pub load_average_1m_end: Option<f64>,
 }
 
 /// What one registry achieved.
@@ -37,15 +46,22 @@ impl RegistryResult {
     }
 }
 
+/// Reads one metric of one registry (`None` where it was not measured).
+type Extract = Box<dyn Fn(&RegistryResult) -> Option<f64>>;
+
 /// One table row: a label, how to read the value, its decimals.
 struct Row {
     label: String,
-    value: Box<dyn Fn(&RegistryResult) -> Option<f64>>,
+    value: Extract,
     decimals: usize,
 }
 
 impl Row {
-    fn new(label: impl Into<String>, decimals: usize, value: impl Fn(&RegistryResult) -> Option<f64> + 'static) -> Self {
+    fn new(
+        label: impl Into<String>,
+        decimals: usize,
+        value: impl Fn(&RegistryResult) -> Option<f64> + 'static,
+    ) -> Self {
         Row { label: label.into(), value: Box::new(value), decimals }
     }
 }
@@ -81,8 +97,10 @@ impl Report {
     }
 
     fn write_comparison(&self, out: &mut String) {
-        let columns: Vec<&RegistryResult> =
-            Target::ALL.iter().filter_map(|target| self.results.iter().find(|result| result.target == *target)).collect();
+        let columns: Vec<&RegistryResult> = Target::ALL
+            .iter()
+            .filter_map(|target| self.results.iter().find(|result| result.target == *target))
+            .collect();
         let both = columns.len() == Target::ALL.len();
         let mut header = "| Metric |".to_owned();
         let mut rule = "|---|".to_owned();
@@ -123,13 +141,19 @@ impl Report {
         if let Some(huge_bytes) = self.plan.huge_bytes {
             let gib = huge_bytes >> 30;
             rows.extend([
-                Row::new(format!("Huge-blob push ({gib} GiB, 1 stream), MiB/s"), 1, |r| r.huge.as_ref().map(|h| h.push.mib_s)),
+                Row::new(format!("Huge-blob push ({gib} GiB, 1 stream), MiB/s"), 1, |r| {
+                    r.huge.as_ref().map(|h| h.push.mib_s)
+                }),
                 Row::new("Peak RSS before huge push, MiB", 1, |r| r.huge.as_ref().map(|h| h.peak_rss_before_mib)),
                 Row::new("Peak RSS after huge push, MiB", 1, |r| r.huge.as_ref().map(|h| h.peak_rss_after_mib)),
-                Row::new("Peak RSS growth during huge push, MiB", 1, |r| r.huge.as_ref().map(HugeResult::peak_rss_growth_mib)),
+                Row::new("Peak RSS growth during huge push, MiB", 1, |r| {
+                    r.huge.as_ref().map(HugeResult::peak_rss_growth_mib)
+                }),
             ]);
         }
-        rows.push(Row::new("Failed small operations", 0, |r| Some(r.phases.iter().map(|p| p.errors).sum::<u64>() as f64)));
+        rows.push(Row::new("Failed small operations", 0, |r| {
+            Some(r.phases.iter().map(|p| p.errors).sum::<u64>() as f64)
+        }));
         rows
     }
 
@@ -142,8 +166,21 @@ impl Report {
             "| Sequential write of {probe_mib} MiB in 4 MiB writes + fsync, data disk | {:.1} |",
             limits.disk_fsync_write_mib_s
         );
-        let _ = writeln!(out, "| SHA-256 of {probe_mib} MiB in memory, one core | {:.1} |", limits.sha256_single_core_mib_s);
+        let _ = writeln!(
+            out,
+            "| SHA-256 of {probe_mib} MiB in memory, one core | {:.1} |",
+            limits.sha256_single_core_mib_s
+        );
         let _ = writeln!(out, "| Ingest ceiling = min of the two | {:.1} |\n", limits.ingest_ceiling_mib_s());
+        let machine = &self.machine;
+        let _ = writeln!(
+            out,
+            "{} cores; 1-minute load average {} at the start, {} at the end (above ~1 means other work shared the \
+             cores and the numbers are pessimistic and noisy).\n",
+            machine.cores,
+            format_value(machine.load_average_1m_start, 2),
+            format_value(machine.load_average_1m_end, 2),
+        );
     }
 
     fn write_errors(&self, out: &mut String) {

@@ -13,7 +13,7 @@ use crate::large::{self, HugeResult};
 use crate::limits::{self, Limits};
 use crate::ops::{self, OpKind, PhaseResult};
 use crate::registry::{RunningRegistry, ADMIN_PASSWORD, ADMIN_USER};
-use crate::report::{RegistryResult, Report};
+use crate::report::{MachineLoad, RegistryResult, Report};
 
 /// Repository of the large blobs.
 const LARGE_REPO: &str = "bench/large";
@@ -24,6 +24,8 @@ const SMALL_REPO: &str = "bench/small";
 /// Seed offsets that keep the three content families apart.
 const HUGE_SEED_OFFSET: u64 = 1 << 32;
 const SMALL_SEED_OFFSET: u64 = 1 << 33;
+/// A 1-minute load average above this means something else is using the machine.
+const BUSY_LOAD_AVERAGE: f64 = 1.0;
 
 /// Runs everything `plan` asks for.
 pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
@@ -33,6 +35,8 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     }
     .context("creating the work dir")?;
     progress(format!("work dir {}", root.path().display()));
+    let load_average_1m_start = limits::load_average_1m();
+    warn_if_busy(load_average_1m_start);
     let limits = measure_limits(root.path(), plan.probe_bytes).await?;
     let (large_blobs, huge_blob) = prepare_content(plan).await?;
     let mut results = Vec::new();
@@ -41,7 +45,9 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         results.push(result);
         flush_page_cache_writes();
     }
-    Ok(Report { plan: plan.clone(), limits, results })
+    let machine =
+        MachineLoad { cores: limits::cores(), load_average_1m_start, load_average_1m_end: limits::load_average_1m() };
+    Ok(Report { plan: plan.clone(), limits, machine, results })
 }
 
 async fn measure_limits(dir: &Path, probe_bytes: u64) -> anyhow::Result<Limits> {
@@ -121,7 +127,11 @@ async fn measure_registry(
     })
 }
 
-async fn measure_huge(client: &RegistryClient, registry: &RunningRegistry, blob: &BlobSpec) -> anyhow::Result<HugeResult> {
+async fn measure_huge(
+    client: &RegistryClient,
+    registry: &RunningRegistry,
+    blob: &BlobSpec,
+) -> anyhow::Result<HugeResult> {
     let name = registry.target.name();
     progress(format!("[{name}] streaming a {} MiB blob in, watching peak RSS", blob.size / MIB));
     let huge = large::huge_push(client, HUGE_REPO, blob, registry.pid()).await?;
@@ -151,6 +161,15 @@ async fn measure_small_ops(client: &RegistryClient, plan: &Plan, name: &str) -> 
         phases.push(phase);
     }
     Ok(phases)
+}
+
+/// Busy cores make both registries look slower, unevenly: say so up front.
+fn warn_if_busy(load_average_1m: Option<f64>) {
+    if let Some(load) = load_average_1m.filter(|load| *load > BUSY_LOAD_AVERAGE) {
+        progress(format!(
+            "warning: 1-minute load average {load:.2}: other work shares the cores; results will be noisy"
+        ));
+    }
 }
 
 /// Writes back dirty pages so one phase does not pay for the previous one's writes.

@@ -4,7 +4,7 @@
 //! use flotilla_cluster_tests::Sandbox;
 //! let sandbox = Sandbox::builder().nodes(1).build().unwrap();
 //! let registry = sandbox.client();
-//! assert_eq!(registry.ping().unwrap().status(), 200);
+//! assert_eq!(registry.ping().unwrap().status, 200);
 //! ```
 //!
 //! Each node's stdout and stderr go to `node-<n>.log` in the sandbox directory;

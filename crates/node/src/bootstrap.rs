@@ -32,7 +32,13 @@ pub async fn ensure_cluster_defaults(meta: &MetaClient, anonymous_read: bool) ->
             }
         };
         let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await?;
-        let admin = UserRecord { name: "admin".into(), password_hash: hash, admin: true, grants: Vec::new(), created_ms: now_ms() };
+        let admin = UserRecord {
+            name: "admin".into(),
+            password_hash: hash,
+            admin: true,
+            grants: Vec::new(),
+            created_ms: now_ms(),
+        };
         expect_ok(meta.write(Command::PutUser(admin)).await?)?;
         tracing::info!("admin user created");
     }
@@ -52,7 +58,9 @@ async fn sync_anonymous_read(meta: &MetaClient, anonymous_read: bool) -> anyhow:
     match (existing, wanted) {
         (None, Some(user)) => expect_ok(meta.write(Command::PutUser(user)).await?),
         (Some(_), None) => expect_ok(meta.write(Command::DeleteUser { name: ANONYMOUS_USER.into() }).await?),
-        (Some(current), Some(user)) if current.grants != user.grants => expect_ok(meta.write(Command::PutUser(user)).await?),
+        (Some(current), Some(user)) if current.grants != user.grants => {
+            expect_ok(meta.write(Command::PutUser(user)).await?)
+        }
         _ => Ok(()),
     }
 }
@@ -60,7 +68,9 @@ async fn sync_anonymous_read(meta: &MetaClient, anonymous_read: bool) -> anyhow:
 fn expect_ok(response: flotilla_raft::Response) -> anyhow::Result<()> {
     match response {
         flotilla_raft::Response::Ok => Ok(()),
-        flotilla_raft::Response::Rejected(rejection) => anyhow::bail!("bootstrap write rejected: {}", rejection.message),
+        flotilla_raft::Response::Rejected(rejection) => {
+            anyhow::bail!("bootstrap write rejected: {}", rejection.message)
+        }
     }
 }
 

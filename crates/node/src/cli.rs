@@ -79,9 +79,22 @@ impl ServeArgs {
             ($($field:ident),*) => { $(if let Some(value) = self.$field { config.$field = value; })* };
         }
         overlay!(
-            data_dir, node_id, http_addr, rpc_addr, gossip_addr, join, capacity, replication_factor,
-            gc_grace, read_consistency, max_manifest_bytes, max_blob_bytes, upload_expiry,
-            anonymous_read, service_name, log_format
+            data_dir,
+            node_id,
+            http_addr,
+            rpc_addr,
+            gossip_addr,
+            join,
+            capacity,
+            replication_factor,
+            gc_grace,
+            read_consistency,
+            max_manifest_bytes,
+            max_blob_bytes,
+            upload_expiry,
+            anonymous_read,
+            service_name,
+            log_format
         );
         if self.advertise_http.is_some() {
             config.advertise_http = self.advertise_http;
@@ -97,23 +110,6 @@ impl ServeArgs {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flags_beat_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("f.toml");
-        std::fs::write(&file, "node_id = 4\nreplication_factor = 5\n").unwrap();
-        let cli = Cli::try_parse_from(["flotilla", "serve", "--config", file.to_str().unwrap(), "--node-id", "9"]).unwrap();
-        let Some(Commands::Serve(args)) = cli.command else { panic!("serve expected") };
-        let config = args.into_config().unwrap();
-        assert_eq!(config.node_id, 9, "flag wins over file");
-        assert_eq!(config.replication_factor, 5, "file wins over default");
-    }
-}
-
 impl ServeArgs {
     /// `flotilla` with no subcommand: the serve flags from the environment only.
     pub fn try_from_env() -> Result<Self, clap::Error> {
@@ -123,5 +119,23 @@ impl ServeArgs {
             serve: ServeArgs,
         }
         EnvOnly::try_parse_from(["flotilla"]).map(|parsed| parsed.serve)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.toml");
+        std::fs::write(&file, "node_id = 4\nreplication_factor = 5\n").unwrap();
+        let cli =
+            Cli::try_parse_from(["flotilla", "serve", "--config", file.to_str().unwrap(), "--node-id", "9"]).unwrap();
+        let Some(Commands::Serve(args)) = cli.command else { panic!("serve expected") };
+        let config = args.into_config().unwrap();
+        assert_eq!(config.node_id, 9, "flag wins over file");
+        assert_eq!(config.replication_factor, 5, "file wins over default");
     }
 }

@@ -111,7 +111,10 @@ impl Config {
             return invalid("replication_factor", "must be between 1 and 5");
         }
         if self.max_manifest_bytes < 4 << 20 {
-            return invalid("max_manifest_bytes", "must be at least 4 MiB (the OCI spec asks registries to accept 4 MiB)");
+            return invalid(
+                "max_manifest_bytes",
+                "must be at least 4 MiB (the OCI spec asks registries to accept 4 MiB)",
+            );
         }
         if !matches!(self.read_consistency.as_str(), "linearizable" | "local") {
             return invalid("read_consistency", "must be `linearizable` or `local`");

@@ -17,7 +17,12 @@ use flotilla_raft::types::Raft;
 use crate::telemetry::{self, Metrics};
 
 /// Serves HTTP until `shutdown`, then drains in-flight requests.
-pub async fn serve_http(addr: SocketAddr, state: AppState, metrics: Arc<Metrics>, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve_http(
+    addr: SocketAddr,
+    state: AppState,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let app = router(state, metrics);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
@@ -26,10 +31,8 @@ pub async fn serve_http(addr: SocketAddr, state: AppState, metrics: Arc<Metrics>
 
 /// The whole HTTP surface of a node.
 pub fn router(state: AppState, metrics: Arc<Metrics>) -> Router {
-    let health = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .with_state(state.clone());
+    let health =
+        Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(readyz)).with_state(state.clone());
     let metrics_route = Router::new().route("/metrics", get(telemetry::serve_metrics)).with_state(metrics.clone());
     Router::new()
         .merge(flotilla_api::oci::router(&state))

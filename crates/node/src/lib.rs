@@ -112,7 +112,10 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
 
     tracing::info!("step 6: starting workers");
     let upload_expiry = config::parse_duration(&config.upload_expiry).map_err(anyhow::Error::msg)?;
-    let workers = workers::spawn_all(workers::Workers { meta: meta.clone(), blobs, uploads, metrics, upload_expiry }, shutdown.clone());
+    let workers = workers::spawn_all(
+        workers::Workers { meta: meta.clone(), blobs, uploads, metrics, upload_expiry },
+        shutdown.clone(),
+    );
 
     tracing::info!("flotilla is ready");
     shutdown.cancelled().await;

@@ -139,18 +139,12 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request<Body>, 
     let response = next.run(request).await;
     let status = response.status().as_u16();
     metrics.requests.get_or_create(&RequestLabels { surface, route, method, status }).inc();
-    metrics
-        .latency
-        .get_or_create(&LatencyLabels { surface, route })
-        .observe(started.elapsed().as_secs_f64());
+    metrics.latency.get_or_create(&LatencyLabels { surface, route }).observe(started.elapsed().as_secs_f64());
     response
 }
 
 /// `GET /metrics`.
 pub async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.encode())
         .into_response()
 }

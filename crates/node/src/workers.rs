@@ -61,7 +61,12 @@ pub fn spawn_all(workers: Workers, shutdown: CancellationToken) -> Vec<JoinHandl
     ]
 }
 
-fn spawn_periodic<F, Fut>(name: &'static str, every: Duration, shutdown: CancellationToken, mut tick: F) -> JoinHandle<()>
+fn spawn_periodic<F, Fut>(
+    name: &'static str,
+    every: Duration,
+    shutdown: CancellationToken,
+    mut tick: F,
+) -> JoinHandle<()>
 where
     F: FnMut() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,

@@ -74,20 +74,14 @@ impl Catalog {
         let prefix = keys::tag_prefix(repo);
         let after = last.map(|last| keys::tag(repo, last));
         let entries = self.reader.scan(&prefix, after.as_deref(), limit.min(MAX_PAGE))?;
-        Ok(entries
-            .iter()
-            .filter_map(|(key, _)| keys::tag_name_of(key, &prefix).map(str::to_owned))
-            .collect())
+        Ok(entries.iter().filter_map(|(key, _)| keys::tag_name_of(key, &prefix).map(str::to_owned)).collect())
     }
 
     /// Repository names in lexical order, strictly after `last`, at most `limit`.
     pub fn repositories(&self, last: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
         let after = last.map(keys::repo);
         let entries = self.reader.scan(&keys::repo_prefix(), after.as_deref(), limit.min(MAX_PAGE))?;
-        Ok(entries
-            .iter()
-            .filter_map(|(key, _)| keys::repo_name_of(key).map(str::to_owned))
-            .collect())
+        Ok(entries.iter().filter_map(|(key, _)| keys::repo_name_of(key).map(str::to_owned)).collect())
     }
 
     /// Manifests of `repo` whose `subject` is `subject`, at most `MAX_PAGE`.

@@ -1,6 +1,7 @@
 //! openraft's storage suite on the RocksDB log store and state machine, plus
 //! what the suite does not cover: a multi-chunk snapshot moving real state
 //! between two stores, and durability across a reopen.
+#![allow(clippy::result_large_err)] // openraft's Suite returns its own StorageError
 
 use std::collections::BTreeMap;
 use std::io::SeekFrom;
@@ -69,7 +70,8 @@ fn put_user_entry(index: u64, name: &str) -> Entry {
         grants: Vec::new(),
         created_ms: index,
     };
-    let request = Request { request_id: RequestId(index.into()), time_ms: 1_000 + index, command: Command::PutUser(user) };
+    let request =
+        Request { request_id: RequestId(index.into()), time_ms: 1_000 + index, command: Command::PutUser(user) };
     Entry { log_id: log_id(1, index), payload: EntryPayload::Normal(request) }
 }
 

@@ -44,7 +44,13 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             proptest::option::of(0u8..4),
             proptest::option::of(0u8..4),
         )
-            .prop_map(|(repo, blobs, tag, subject, child)| Op::PutManifest { repo, blobs, tag, subject, child }),
+            .prop_map(|(repo, blobs, tag, subject, child)| Op::PutManifest {
+                repo,
+                blobs,
+                tag,
+                subject,
+                child
+            }),
         (repo.clone(), 0u8..16).prop_map(|(repo, manifest)| Op::DeleteManifest { repo, manifest }),
         (repo, 0..TAGS.len()).prop_map(|(repo, tag)| Op::DeleteTag { repo, tag }),
         (0usize..8).prop_map(|back| Op::Replay { back }),
@@ -52,7 +58,13 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 }
 
 /// Deterministic manifest content for a blob set, so equal sets give equal digests.
-fn manifest_for(repo: usize, blobs: &BTreeSet<u8>, subject: Option<u8>, child: Option<Digest>, tag: Option<usize>) -> PutManifest {
+fn manifest_for(
+    repo: usize,
+    blobs: &BTreeSet<u8>,
+    subject: Option<u8>,
+    child: Option<Digest>,
+    tag: Option<usize>,
+) -> PutManifest {
     let blob_digests: Vec<Digest> = blobs.iter().map(|b| blob_digest(*b)).collect();
     let subject = subject.map(|s| Digest::sha256_of(&[b's', s]));
     let content = serde_json::json!({
@@ -92,8 +104,12 @@ impl Harness {
     fn run(&mut self, op: &Op) {
         self.clock += 7;
         let command = match op {
-            Op::PutBlob { repo, blob } => Command::PutBlob { repo: REPOS[*repo].into(), digest: blob_digest(*blob), size: u64::from(*blob) * 10 },
-            Op::Mount { from, repo, blob } => Command::MountBlob { from: REPOS[*from].into(), repo: REPOS[*repo].into(), digest: blob_digest(*blob) },
+            Op::PutBlob { repo, blob } => {
+                Command::PutBlob { repo: REPOS[*repo].into(), digest: blob_digest(*blob), size: u64::from(*blob) * 10 }
+            }
+            Op::Mount { from, repo, blob } => {
+                Command::MountBlob { from: REPOS[*from].into(), repo: REPOS[*repo].into(), digest: blob_digest(*blob) }
+            }
             Op::Unlink { repo, blob } => Command::UnlinkBlob { repo: REPOS[*repo].into(), digest: blob_digest(*blob) },
             Op::PutManifest { repo, blobs, tag, subject, child } => {
                 let child = child.and_then(|c| self.manifests.get(c as usize).cloned());
@@ -159,7 +175,8 @@ impl Harness {
         let contents: Vec<(Vec<u8>, ManifestContent)> = self.table(table::CONTENT);
         for (key, content) in &contents {
             let (digest, _) = Digest::from_key_bytes(&key[1..]).unwrap();
-            let holders = REPOS.iter().filter(|r| self.state.entries.contains_key(&keys::repo_manifest(r, &digest))).count();
+            let holders =
+                REPOS.iter().filter(|r| self.state.entries.contains_key(&keys::repo_manifest(r, &digest))).count();
             assert_eq!(content.refcount as usize, holders, "content refcount of {digest}");
         }
         for repo in REPOS {
@@ -167,7 +184,10 @@ impl Harness {
             for tag in TAGS {
                 if let Some(bytes) = self.state.entries.get(&keys::tag(repo, tag)) {
                     let record: TagRecord = decode(bytes).unwrap();
-                    assert!(self.state.entries.contains_key(&keys::repo_manifest(repo, &record.digest)), "dangling tag {repo}:{tag}");
+                    assert!(
+                        self.state.entries.contains_key(&keys::repo_manifest(repo, &record.digest)),
+                        "dangling tag {repo}:{tag}"
+                    );
                     assert!(self.state.entries.contains_key(&keys::content(&record.digest)), "tag without content");
                 }
             }
@@ -220,10 +240,15 @@ fn a_manifest_with_an_unlinked_blob_is_rejected() {
 fn request_ids_expire_after_the_retention() {
     use flotilla_raft::state_machine::model::REQUEST_ID_RETENTION_MS;
     let mut state = MemoryState::default();
-    let first = Request { request_id: RequestId(1), time_ms: 10, command: Command::DeleteTag { repo: "a".into(), tag: "x".into() } };
+    let first = Request {
+        request_id: RequestId(1),
+        time_ms: 10,
+        command: Command::DeleteTag { repo: "a".into(), tag: "x".into() },
+    };
     apply(&mut state, &first).unwrap();
     assert!(state.entries.contains_key(&keys::request(RequestId(1))));
-    let later = Request { request_id: RequestId(2), time_ms: 11 + REQUEST_ID_RETENTION_MS, command: first.command.clone() };
+    let later =
+        Request { request_id: RequestId(2), time_ms: 11 + REQUEST_ID_RETENTION_MS, command: first.command.clone() };
     apply(&mut state, &later).unwrap();
     assert!(!state.entries.contains_key(&keys::request(RequestId(1))));
     assert!(state.entries.contains_key(&keys::request(RequestId(2))));

@@ -26,7 +26,7 @@ impl Algorithm {
     }
 
     /// Length of the raw hash in bytes.
-    pub fn len(self) -> usize {
+    pub fn hash_len(self) -> usize {
         match self {
             Algorithm::Sha256 => 32,
             Algorithm::Sha512 => 64,
@@ -82,7 +82,7 @@ impl Digest {
             "sha512" => Algorithm::Sha512,
             other => return Err(DigestError::UnsupportedAlgorithm(truncate(other, 32))),
         };
-        let expected = algorithm.len() * 2;
+        let expected = algorithm.hash_len() * 2;
         if hex_part.len() != expected {
             return Err(DigestError::BadLength { expected, found: hex_part.len() });
         }
@@ -95,7 +95,7 @@ impl Digest {
 
     /// Builds a digest from raw hash bytes.
     pub fn from_raw(algorithm: Algorithm, hash: &[u8]) -> Self {
-        assert_eq!(hash.len(), algorithm.len(), "raw hash length must match the algorithm");
+        assert_eq!(hash.len(), algorithm.hash_len(), "raw hash length must match the algorithm");
         Digest { algorithm, hash: hash.into() }
     }
 
@@ -137,7 +137,7 @@ impl Digest {
     /// Inverse of [`Digest::to_key_bytes`]; returns the digest and the bytes consumed.
     pub fn from_key_bytes(bytes: &[u8]) -> Option<(Self, usize)> {
         let algorithm = Algorithm::from_tag(*bytes.first()?)?;
-        let end = 1 + algorithm.len();
+        let end = 1 + algorithm.hash_len();
         let hash = bytes.get(1..end)?;
         Some((Digest::from_raw(algorithm, hash), end))
     }

@@ -48,9 +48,7 @@ impl Engine {
         // Keep the WAL: Raft log appends are written with sync=true and rely on it.
         options.set_max_background_jobs(2);
         options.set_bytes_per_sync(1 << 20);
-        let descriptors = ALL_COLUMN_FAMILIES
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let descriptors = ALL_COLUMN_FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
         let db = DB::open_cf_descriptors(&options, path, descriptors)?;
         Ok(Engine { db: Arc::new(db) })
     }
@@ -62,9 +60,7 @@ impl Engine {
 
     /// A column family handle; the names are the `CF_*` constants.
     pub fn cf(&self, name: &str) -> &ColumnFamily {
-        self.db
-            .cf_handle(name)
-            .unwrap_or_else(|| panic!("column family {name} is created by Engine::open"))
+        self.db.cf_handle(name).unwrap_or_else(|| panic!("column family {name} is created by Engine::open"))
     }
 
     /// Reads a node-local value.

@@ -300,7 +300,7 @@ async fn append_body(
     hasher: &mut Option<Hasher>,
 ) -> Result<u64, BlobError> {
     let mut file = tokio::fs::OpenOptions::new().write(true).open(data).await?;
-    let _ = start;
+    file.set_len(start).await?;
     file.seek(std::io::SeekFrom::Start(start)).await?;
     let mut writer = tokio::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
     let mut end = start;

@@ -128,6 +128,12 @@ impl Authenticator {
         Ok(IssuedToken { token, expires_in: expires_at.saturating_sub(now), issued_at: rfc3339(now) })
     }
 
+    /// Number of cached verified credentials.
+    #[cfg(test)]
+    pub(crate) fn cached_credentials(&self) -> usize {
+        self.verified.len()
+    }
+
     async fn authenticate_basic(&self, user: &str, password: &str) -> Result<Principal, AuthError> {
         if token::looks_like_token(password) {
             if let Ok(principal) = self.verify_token(password) {

@@ -57,7 +57,8 @@ pub fn from_headers(headers: &HeaderMap) -> Result<Option<Credentials>, AuthErro
 /// Parses the value of an `Authorization` header (`Basic` or `Bearer`, any case).
 pub fn parse_authorization(value: &[u8]) -> Result<Credentials, AuthError> {
     let text = header_text(value)?;
-    let (scheme, rest) = text.split_once(|c: char| c.is_ascii_whitespace()).ok_or_else(|| malformed("missing credentials"))?;
+    let (scheme, rest) =
+        text.split_once(|c: char| c.is_ascii_whitespace()).ok_or_else(|| malformed("missing credentials"))?;
     let rest = rest.trim_matches(|c: char| c.is_ascii_whitespace());
     if rest.is_empty() {
         return Err(malformed("missing credentials"));

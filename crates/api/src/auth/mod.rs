@@ -32,14 +32,14 @@ mod token_endpoint;
 mod tests;
 
 pub use authenticator::{Authenticator, DEFAULT_TOKEN_TTL};
-pub use credentials::{parse_authorization, Credentials};
+pub use credentials::{parse_authorization, Credentials, ART_API_KEY_HEADER};
 pub use directory::{MemoryDirectory, UserDirectory};
 pub use error::AuthError;
 pub use password::{hash_password, verify_password};
 pub use principal::{Action, Principal, ANONYMOUS_USER};
 pub use scope::Scope;
 pub use token::{Access, IssuedToken};
-pub use token_endpoint::{bearer_challenge, token_endpoint};
+pub use token_endpoint::{bearer_challenge, token_endpoint, DEFAULT_SERVICE};
 
 /// Re-exported so callers of this module need not name the raft crate.
 pub use flotilla_raft::command::{Grant, UserRecord};

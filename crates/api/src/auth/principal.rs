@@ -192,7 +192,11 @@ impl TokenLimits {
 }
 
 fn catalog_actions(requested: &[String]) -> Vec<String> {
-    requested.iter().filter(|word| *word == ALL_ACTIONS).cloned().take(1).collect()
+    if requested.iter().any(|word| word == ALL_ACTIONS) {
+        vec![ALL_ACTIONS.to_owned()]
+    } else {
+        Vec::new()
+    }
 }
 
 /// Same rule as [`Grant::matches`]: exact, or a prefix ending in `*`.

@@ -102,8 +102,17 @@ mod tests {
     fn rejects_bad_scopes() {
         let too_long = format!("repository:{}:pull", "a".repeat(MAX_SCOPE_BYTES));
         for bad in [
-            "", "repository", "repository:app", ":app:pull", "repository::pull", "repository:app:", "repository:app:pull,",
-            "repository:a pp:pull", "repository:\"app:pull", "repository:ä:pull", too_long.as_str(),
+            "",
+            "repository",
+            "repository:app",
+            ":app:pull",
+            "repository::pull",
+            "repository:app:",
+            "repository:app:pull,",
+            "repository:a pp:pull",
+            "repository:\"app:pull",
+            "repository:ä:pull",
+            too_long.as_str(),
         ] {
             assert!(matches!(Scope::parse(bad), Err(AuthError::InvalidScope(_))), "{bad}");
         }

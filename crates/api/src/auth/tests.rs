@@ -61,6 +61,15 @@ async fn token_for(auth: &Authenticator, user: &str, password: &str, requested: 
     auth.issue_token(&principal, "flotilla", &scopes(requested), HOUR).unwrap().token
 }
 
+#[test]
+fn futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let (_, auth) = setup();
+    let headers = HeaderMap::new();
+    assert_send(&auth.principal(&headers));
+    assert_send(&auth.authenticate_password("alice", "pw"));
+}
+
 #[tokio::test]
 async fn password_login_and_failures() {
     let (_, auth) = setup();
@@ -77,10 +86,10 @@ async fn password_login_and_failures() {
 async fn verified_credentials_are_cached_and_password_change_invalidates() {
     let (directory, auth) = setup();
     assert!(auth.authenticate(&basic("alice", "wrong")).await.is_err());
-    assert_eq!(auth.verified.len(), 0, "failures are not cached");
+    assert_eq!(auth.cached_credentials(), 0, "failures are not cached");
     auth.authenticate(&basic("alice", "alice-pw")).await.unwrap();
     auth.authenticate(&basic("alice", "alice-pw")).await.unwrap();
-    assert_eq!(auth.verified.len(), 1);
+    assert_eq!(auth.cached_credentials(), 1);
     directory.put_user(user("alice", "new-pw", false, vec![]));
     assert!(matches!(auth.authenticate(&basic("alice", "alice-pw")).await, Err(AuthError::BadCredentials)));
     assert!(auth.authenticate(&basic("alice", "new-pw")).await.is_ok());
@@ -139,7 +148,8 @@ async fn scope_downgrade_grants_only_what_the_user_may_do() {
     let alice = auth.authenticate_password("alice", "alice-pw").await.unwrap();
     let requested = scopes(&["repository:team/app:pull,push,delete", "repository:other:pull", "repository:team/app:*"]);
     let access: Vec<Access> = requested.iter().filter_map(|scope| alice.grant(scope)).collect();
-    let pull_only = Access { resource_type: "repository".into(), name: "team/app".into(), actions: vec!["pull".into()] };
+    let pull_only =
+        Access { resource_type: "repository".into(), name: "team/app".into(), actions: vec!["pull".into()] };
     assert_eq!(access, vec![pull_only.clone(), pull_only]);
     let token = auth.issue_token(&alice, "flotilla", &requested, HOUR).unwrap().token;
     let principal = auth.verify_token(&token).unwrap();
@@ -193,13 +203,17 @@ async fn prefix_grants_match_by_prefix_only() {
 async fn tokens_follow_the_users_current_grants() {
     let (directory, auth) = setup();
     let token = token_for(&auth, "bob", "bob-pw", &["repository:team/a:pull,push"]).await;
-    directory.put_user(UserRecord { grants: vec![grant("team/*", true, false, false)], ..directory.user("bob").unwrap() });
+    directory
+        .put_user(UserRecord { grants: vec![grant("team/*", true, false, false)], ..directory.user("bob").unwrap() });
     let principal = auth.verify_token(&token).unwrap();
     assert!(principal.can("team/a", Action::Read) && !principal.can("team/a", Action::Write));
     directory.remove_user("bob");
     assert!(matches!(auth.verify_token(&token), Err(AuthError::InvalidToken)));
     let recreated_ms = (now_unix_secs() + 3600) * 1000;
-    directory.put_user(UserRecord { created_ms: recreated_ms, ..user("bob", "", false, vec![grant("*", true, true, true)]) });
+    directory.put_user(UserRecord {
+        created_ms: recreated_ms,
+        ..user("bob", "", false, vec![grant("*", true, true, true)])
+    });
     assert!(matches!(auth.verify_token(&token), Err(AuthError::InvalidToken)), "a new account of the same name");
 }
 
@@ -207,7 +221,8 @@ async fn tokens_follow_the_users_current_grants() {
 async fn tokens_from_tokens_never_outlive_their_parent() {
     let (_, auth) = setup();
     let bob = auth.authenticate_password("bob", "bob-pw").await.unwrap();
-    let short = auth.issue_token(&bob, "flotilla", &scopes(&["repository:team/a:pull"]), Duration::from_secs(30)).unwrap();
+    let short =
+        auth.issue_token(&bob, "flotilla", &scopes(&["repository:team/a:pull"]), Duration::from_secs(30)).unwrap();
     let via_token = auth.verify_token(&short.token).unwrap();
     let child = auth.issue_token(&via_token, "flotilla", &scopes(&["repository:team/*:pull,push"]), HOUR).unwrap();
     assert!(child.expires_in <= 30);

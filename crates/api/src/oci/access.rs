@@ -7,7 +7,6 @@ use super::names::RepoName;
 use crate::auth::{bearer_challenge, Action, Principal};
 use crate::state::AppState;
 
-
 /// Authenticates the request and checks `action` on `repo`; on failure answers
 /// 401 with a `WWW-Authenticate: Bearer` challenge (no or bad credentials) or
 /// 403 `DENIED` (authenticated but not allowed).
@@ -20,7 +19,14 @@ pub async fn authorize(state: &AppState, headers: &HeaderMap, repo: &RepoName, a
     if principal.is_anonymous() {
         return Err(challenge(state, headers, Some(&scope), "authentication required"));
     }
-    Err(OciError::new(OciErrorCode::Denied, format!("{} may not {action:?} {repo}", principal.name)))
+    let denied = OciError::new(OciErrorCode::Denied, format!("{} may not {action:?} {repo}", principal.name));
+    if principal.token_expiry().is_some() {
+        // A token lacking this scope: 403 with a challenge for a token that has it,
+        // which token clients (oras) answer by fetching one.
+        let challenge = challenge(state, headers, Some(&scope), "insufficient scope");
+        return Err(challenge.headers.into_iter().fold(denied, |error, (name, value)| error.with_header(name, value)));
+    }
+    Err(denied)
 }
 
 /// Authenticates without a repository (the `/v2/` base check, the catalog):
@@ -34,11 +40,7 @@ pub async fn authenticate_user(state: &AppState, headers: &HeaderMap) -> OciResu
 }
 
 async fn authenticate(state: &AppState, headers: &HeaderMap, scope: Option<&str>) -> OciResult<Principal> {
-    state
-        .auth
-        .principal(headers)
-        .await
-        .map_err(|error| challenge(state, headers, scope, &error.to_string()))
+    state.auth.principal(headers).await.map_err(|error| challenge(state, headers, scope, &error.to_string()))
 }
 
 fn scope_actions(action: Action) -> &'static str {

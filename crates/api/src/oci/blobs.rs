@@ -37,14 +37,18 @@ pub async fn get(state: &AppState, request: &OciRequest, repo: &RepoName, digest
             (StatusCode::PARTIAL_CONTENT, Some(byte_range), byte_range.len())
         }
         RangeRequest::Unsatisfiable => {
-            return Err(blob_error(flotilla_storage::blob_store::BlobError::RangeNotSatisfiable { size }, OciErrorCode::BlobUnknown));
+            return Err(blob_error(
+                flotilla_storage::blob_store::BlobError::RangeNotSatisfiable { size },
+                OciErrorCode::BlobUnknown,
+            ));
         }
     };
     builder = builder.status(status).header(header::CONTENT_LENGTH, length);
     let body = if request.method == Method::HEAD {
         Body::empty()
     } else {
-        let stream = state.blobs.read(digest, byte_range).await.map_err(|e| blob_error(e, OciErrorCode::BlobUnknown))?;
+        let stream =
+            state.blobs.read(digest, byte_range).await.map_err(|e| blob_error(e, OciErrorCode::BlobUnknown))?;
         Body::from_stream(stream)
     };
     builder.body(body).map_err(OciError::internal)

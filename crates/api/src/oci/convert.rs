@@ -55,15 +55,16 @@ fn rejection_error(rejection: Rejection) -> OciError {
 pub fn blob_error(error: BlobError, not_found: OciErrorCode) -> OciError {
     match error {
         BlobError::NotFound => OciError::new(not_found, "unknown to this registry"),
-        BlobError::DigestMismatch { expected, actual } => OciError::new(
-            OciErrorCode::DigestInvalid,
-            format!("content hashes to {actual}, not {expected}"),
-        ),
+        BlobError::DigestMismatch { expected, actual } => {
+            OciError::new(OciErrorCode::DigestInvalid, format!("content hashes to {actual}, not {expected}"))
+        }
         BlobError::SizeMismatch { expected, actual } => {
             OciError::new(OciErrorCode::SizeInvalid, format!("size is {actual}, not {expected}"))
         }
-        BlobError::TooLarge { limit } => OciError::new(OciErrorCode::SizeInvalid, format!("larger than the limit of {limit} bytes"))
-            .with_status(StatusCode::PAYLOAD_TOO_LARGE),
+        BlobError::TooLarge { limit } => {
+            OciError::new(OciErrorCode::SizeInvalid, format!("larger than the limit of {limit} bytes"))
+                .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        }
         BlobError::RangeNotSatisfiable { size } => OciError::new(OciErrorCode::RangeInvalid, "range not satisfiable")
             .with_header(header::CONTENT_RANGE, header_value(&format!("bytes */{size}"))),
         BlobError::UploadOffsetMismatch { current } => {

@@ -53,7 +53,8 @@ struct RawDescriptor {
 
 /// Validates `body` pushed with `content_type`; the error is a human-readable reason.
 pub fn parse_manifest(body: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, String> {
-    let raw: RawManifest = serde_json::from_slice(body).map_err(|error| format!("manifest is not valid JSON: {error}"))?;
+    let raw: RawManifest =
+        serde_json::from_slice(body).map_err(|error| format!("manifest is not valid JSON: {error}"))?;
     if raw.schema_version.as_ref().and_then(|v| v.as_u64()) != Some(2) {
         return Err("schemaVersion must be 2".into());
     }

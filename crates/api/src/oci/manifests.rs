@@ -50,7 +50,13 @@ async fn find(state: &AppState, repo: &RepoName, reference: &Reference) -> OciRe
     }
 }
 
-pub async fn put(state: &AppState, request: &OciRequest, body: Body, repo: &RepoName, reference: &Reference) -> OciResult {
+pub async fn put(
+    state: &AppState,
+    request: &OciRequest,
+    body: Body,
+    repo: &RepoName,
+    reference: &Reference,
+) -> OciResult {
     authorize(state, &request.headers, repo, Action::Write).await?;
     let content_type = request.header("content-type").map(str::to_owned);
     let body = read_limited(body, state.limits.max_manifest_bytes).await?;
@@ -65,8 +71,10 @@ pub async fn put(state: &AppState, request: &OciRequest, body: Body, repo: &Repo
         }
         Reference::Tag(tag) => (Digest::compute(Algorithm::Sha256, &body), Some(tag.clone())),
     };
-    let parsed = parse_manifest(&body, content_type.as_deref()).map_err(|reason| OciError::new(OciErrorCode::ManifestInvalid, reason))?;
-    let content = String::from_utf8(body.to_vec()).map_err(|_| OciError::new(OciErrorCode::ManifestInvalid, "manifest is not UTF-8"))?;
+    let parsed = parse_manifest(&body, content_type.as_deref())
+        .map_err(|reason| OciError::new(OciErrorCode::ManifestInvalid, reason))?;
+    let content = String::from_utf8(body.to_vec())
+        .map_err(|_| OciError::new(OciErrorCode::ManifestInvalid, "manifest is not UTF-8"))?;
     let subject = parsed.subject.clone();
     let command = Command::PutManifest(Box::new(PutManifest {
         repo: repo.to_string(),

@@ -31,9 +31,7 @@ use route::{OciRoute, RouteError};
 
 /// The `/v2/` router (the token endpoint included).
 pub fn router(state: &AppState) -> Router<AppState> {
-    let token = Router::new()
-        .route("/v2/token", any(crate::auth::token_endpoint))
-        .with_state(state.auth.clone());
+    let token = Router::new().route("/v2/token", any(crate::auth::token_endpoint)).with_state(state.auth.clone());
     Router::new()
         .route("/v2", any(dispatch))
         .route("/v2/", any(dispatch))
@@ -84,10 +82,6 @@ fn percent_decode(text: &str) -> String {
                 decoded.push((high * 16 + low) as u8);
                 index += 3;
             }
-            (b'+', _, _) => {
-                decoded.push(b' ');
-                index += 1;
-            }
             _ => {
                 decoded.push(byte);
                 index += 1;
@@ -116,9 +110,15 @@ async fn handle(state: &AppState, route: OciRoute, request: OciRequest, body: Bo
         (&M::GET | &M::HEAD, OciRoute::Base) => base::check(state, &request).await,
         (&M::GET, OciRoute::Catalog) => repositories::list(state, &request).await,
         (&M::GET, OciRoute::Tags(repo)) => tags::list(state, &request, &repo).await,
-        (&M::GET | &M::HEAD, OciRoute::Manifest(repo, reference)) => manifests::get(state, &request, &repo, &reference).await,
-        (&M::PUT, OciRoute::Manifest(repo, reference)) => manifests::put(state, &request, body, &repo, &reference).await,
-        (&M::DELETE, OciRoute::Manifest(repo, reference)) => manifests::delete(state, &request, &repo, &reference).await,
+        (&M::GET | &M::HEAD, OciRoute::Manifest(repo, reference)) => {
+            manifests::get(state, &request, &repo, &reference).await
+        }
+        (&M::PUT, OciRoute::Manifest(repo, reference)) => {
+            manifests::put(state, &request, body, &repo, &reference).await
+        }
+        (&M::DELETE, OciRoute::Manifest(repo, reference)) => {
+            manifests::delete(state, &request, &repo, &reference).await
+        }
         (&M::GET | &M::HEAD, OciRoute::Blob(repo, digest)) => blobs::get(state, &request, &repo, &digest).await,
         (&M::DELETE, OciRoute::Blob(repo, digest)) => blobs::delete(state, &request, &repo, &digest).await,
         (&M::POST, OciRoute::UploadStart(repo)) => uploads::start(state, &request, body, &repo).await,
@@ -127,17 +127,21 @@ async fn handle(state: &AppState, route: OciRoute, request: OciRequest, body: Bo
         (&M::PUT, OciRoute::Upload(repo, id)) => uploads::finish(state, &request, body, &repo, &id).await,
         (&M::DELETE, OciRoute::Upload(repo, id)) => uploads::cancel(state, &request, &repo, &id).await,
         (&M::GET, OciRoute::Referrers(repo, digest)) => referrers::list(state, &request, &repo, &digest).await,
-        (method, route) => Err(OciError::new(
-            OciErrorCode::Unsupported,
-            format!("{method} is not supported on {}", route.label()),
-        )),
+        (method, route) => {
+            // Unauthenticated callers are challenged first, as on every other route.
+            if let Some(repo) = route.repo() {
+                access::authorize(state, &request.headers, repo, crate::auth::Action::Read).await?;
+            }
+            Err(OciError::new(OciErrorCode::Unsupported, format!("{method} is not supported on {}", route.label())))
+        }
     }
 }
 
 fn route_error(error: RouteError) -> OciError {
     match error {
-        RouteError::NotFound => OciError::new(OciErrorCode::NameUnknown, "no such endpoint")
-            .with_status(axum::http::StatusCode::NOT_FOUND),
+        RouteError::NotFound => {
+            OciError::new(OciErrorCode::NameUnknown, "no such endpoint").with_status(axum::http::StatusCode::NOT_FOUND)
+        }
         RouteError::NameInvalid => OciError::new(OciErrorCode::NameInvalid, "invalid repository name"),
         RouteError::DigestInvalid => OciError::new(OciErrorCode::DigestInvalid, "invalid digest"),
         RouteError::ReferenceInvalid => OciError::new(OciErrorCode::ManifestInvalid, "invalid tag or digest")

@@ -20,11 +20,8 @@ pub async fn list(state: &AppState, request: &OciRequest, repo: &RepoName, subje
     authorize(state, &request.headers, repo, Action::Read).await?;
     let filter = request.query("artifactType").filter(|t| !t.is_empty());
     let referrers = state.catalog().await?.referrers(repo.as_str(), subject)?;
-    let descriptors: Vec<Value> = referrers
-        .iter()
-        .filter(|m| filter.is_none() || m.record.artifact_type == filter)
-        .map(descriptor)
-        .collect();
+    let descriptors: Vec<Value> =
+        referrers.iter().filter(|m| filter.is_none() || m.record.artifact_type == filter).map(descriptor).collect();
     let body = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors});
     let mut response: Response = (StatusCode::OK, body.to_string()).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(OCI_INDEX));

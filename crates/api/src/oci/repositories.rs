@@ -6,7 +6,6 @@ use super::access::authenticate_user;
 use super::error::OciResult;
 use super::tags::{next_link, paged_json, Page};
 use super::OciRequest;
-use crate::auth::Action;
 use crate::state::AppState;
 
 pub async fn list(state: &AppState, request: &OciRequest) -> OciResult {
@@ -20,7 +19,7 @@ pub async fn list(state: &AppState, request: &OciRequest) -> OciResult {
         let batch = catalog.repositories(cursor.as_deref(), 1000)?;
         let exhausted = batch.len() < 1000;
         cursor = batch.last().cloned();
-        visible.extend(batch.into_iter().filter(|repo| principal.can(repo, Action::Read)));
+        visible.extend(batch.into_iter().filter(|repo| principal.can_list(repo)));
         if exhausted || visible.len() > page.n {
             break;
         }

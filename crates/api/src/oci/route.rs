@@ -133,22 +133,13 @@ mod tests {
             Ok(OciRoute::Manifest(name("a/manifests/b"), Reference::Tag("v1".into()))),
             "the last marker splits: `manifests` is a valid name component"
         );
-        assert_eq!(
-            OciRoute::parse("blobs/blobs/uploads/"),
-            Ok(OciRoute::UploadStart(name("blobs")))
-        );
+        assert_eq!(OciRoute::parse("blobs/blobs/uploads/"), Ok(OciRoute::UploadStart(name("blobs"))));
         assert_eq!(
             OciRoute::parse(&format!("team/app/blobs/{digest}")),
             Ok(OciRoute::Blob(name("team/app"), digest.clone()))
         );
-        assert_eq!(
-            OciRoute::parse("team/app/blobs/uploads/abc"),
-            Ok(OciRoute::Upload(name("team/app"), "abc".into()))
-        );
-        assert_eq!(
-            OciRoute::parse(&format!("r/referrers/{digest}")),
-            Ok(OciRoute::Referrers(name("r"), digest))
-        );
+        assert_eq!(OciRoute::parse("team/app/blobs/uploads/abc"), Ok(OciRoute::Upload(name("team/app"), "abc".into())));
+        assert_eq!(OciRoute::parse(&format!("r/referrers/{digest}")), Ok(OciRoute::Referrers(name("r"), digest)));
         assert_eq!(
             OciRoute::parse("manifests/manifests/latest"),
             Ok(OciRoute::Manifest(name("manifests"), Reference::Tag("latest".into())))

@@ -39,7 +39,8 @@ impl Page {
     pub fn from_request(request: &OciRequest) -> OciResult<Self> {
         let n = match request.query("n") {
             Some(text) => text.parse::<usize>().map_err(|_| {
-                OciError::new(OciErrorCode::Unsupported, "n must be a non-negative integer").with_status(StatusCode::BAD_REQUEST)
+                OciError::new(OciErrorCode::Unsupported, "n must be a non-negative integer")
+                    .with_status(StatusCode::BAD_REQUEST)
             })?,
             None => DEFAULT_PAGE,
         };

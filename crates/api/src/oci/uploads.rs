@@ -31,13 +31,23 @@ pub async fn start(state: &AppState, request: &OciRequest, body: Body, repo: &Re
         let digest = parse_digest(&digest)?;
         return monolithic(state, body, repo, &digest).await;
     }
-    let session = state.uploads.create(repo.as_str(), now_ms()).await.map_err(|e| blob_error(e, OciErrorCode::BlobUploadUnknown))?;
+    let session = state
+        .uploads
+        .create(repo.as_str(), now_ms())
+        .await
+        .map_err(|e| blob_error(e, OciErrorCode::BlobUploadUnknown))?;
     Ok(session_response(StatusCode::ACCEPTED, repo, &session))
 }
 
 /// Links `mount` from `from` into `repo` when the caller may read `from` and it
 /// holds the blob; otherwise the caller gets an ordinary session (spec: 202).
-async fn try_mount(state: &AppState, headers: &HeaderMap, repo: &RepoName, mount: &str, from: &str) -> OciResult<Option<Response>> {
+async fn try_mount(
+    state: &AppState,
+    headers: &HeaderMap,
+    repo: &RepoName,
+    mount: &str,
+    from: &str,
+) -> OciResult<Option<Response>> {
     let (Ok(digest), Some(from)) = (Digest::parse(mount), RepoName::parse(from)) else {
         return Ok(None);
     };
@@ -87,7 +97,8 @@ pub async fn patch(state: &AppState, request: &OciRequest, body: Body, repo: &Re
     let session = session_of(state, repo, id).await?;
     let expected_start = match request.header("content-range") {
         Some(value) => {
-            let (start, end) = parse_content_range(value).ok_or_else(|| range_error(&session, "malformed Content-Range"))?;
+            let (start, end) =
+                parse_content_range(value).ok_or_else(|| range_error(&session, "malformed Content-Range"))?;
             let declared = request.header("content-length").and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|length| length != end - start + 1) {
                 return Err(range_error(&session, "Content-Range and Content-Length disagree"));
@@ -108,7 +119,11 @@ pub async fn patch(state: &AppState, request: &OciRequest, body: Body, repo: &Re
 pub async fn finish(state: &AppState, request: &OciRequest, body: Body, repo: &RepoName, id: &str) -> OciResult {
     authorize(state, &request.headers, repo, Action::Write).await?;
     let session = session_of(state, repo, id).await?;
-    let digest = parse_digest(&request.query("digest").ok_or_else(|| OciError::new(OciErrorCode::DigestInvalid, "digest parameter missing"))?)?;
+    let digest = parse_digest(
+        &request
+            .query("digest")
+            .ok_or_else(|| OciError::new(OciErrorCode::DigestInvalid, "digest parameter missing"))?,
+    )?;
     let has_body = request.header("content-length").is_none_or(|length| length != "0");
     if has_body {
         let body = body_stream(body);

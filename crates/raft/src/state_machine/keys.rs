@@ -67,10 +67,7 @@ pub fn content(digest: &Digest) -> Vec<u8> {
 }
 
 pub fn repo_manifest(repo: &str, digest: &Digest) -> Vec<u8> {
-    with_prefix(
-        table::REPO_MANIFEST,
-        &[repo.as_bytes(), &[SEPARATOR], &digest.to_key_bytes()],
-    )
+    with_prefix(table::REPO_MANIFEST, &[repo.as_bytes(), &[SEPARATOR], &digest.to_key_bytes()])
 }
 
 pub fn repo_manifest_prefix(repo: &str) -> Vec<u8> {
@@ -92,23 +89,12 @@ pub fn tag_name_of<'k>(key: &'k [u8], prefix: &[u8]) -> Option<&'k str> {
 }
 
 pub fn referrer(repo: &str, subject: &Digest, referrer: &Digest) -> Vec<u8> {
-    with_prefix(
-        table::REFERRER,
-        &[
-            repo.as_bytes(),
-            &[SEPARATOR],
-            &subject.to_key_bytes(),
-            &referrer.to_key_bytes(),
-        ],
-    )
+    with_prefix(table::REFERRER, &[repo.as_bytes(), &[SEPARATOR], &subject.to_key_bytes(), &referrer.to_key_bytes()])
 }
 
 /// Prefix of every referrer of `subject` in `repo`.
 pub fn referrer_prefix(repo: &str, subject: &Digest) -> Vec<u8> {
-    with_prefix(
-        table::REFERRER,
-        &[repo.as_bytes(), &[SEPARATOR], &subject.to_key_bytes()],
-    )
+    with_prefix(table::REFERRER, &[repo.as_bytes(), &[SEPARATOR], &subject.to_key_bytes()])
 }
 
 /// The referrer digest at the end of a `referrer` key with prefix `prefix`.
@@ -155,7 +141,7 @@ mod tests {
     #[test]
     fn repo_prefixes_do_not_collide() {
         let d = Digest::sha256_of(b"x");
-        let short = repo_manifest(&"a".to_string(), &d);
+        let short = repo_manifest("a", &d);
         assert!(short.starts_with(&repo_manifest_prefix("a")));
         assert!(!repo_manifest("a/b", &d).starts_with(&repo_manifest_prefix("a")));
     }

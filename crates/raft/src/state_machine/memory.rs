@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{StateRead, StateWrite, StoreError};
+use super::{KeyValues, StateRead, StateWrite, StoreError};
 
 /// A `BTreeMap` key-value view with the same ordering as RocksDB.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -15,12 +15,7 @@ impl StateRead for MemoryState {
         Ok(self.entries.get(key).cloned())
     }
 
-    fn scan(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<KeyValues, StoreError> {
         use std::ops::Bound;
         let start = match after {
             Some(after) => Bound::Excluded(after.to_vec()),

@@ -33,6 +33,9 @@ pub mod rocks;
 #[error("state store: {0}")]
 pub struct StoreError(pub String);
 
+/// Entries of a scan, in key order.
+pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Read access to the state machine's key space.
 pub trait StateRead {
     /// The value at `key`.
@@ -40,12 +43,7 @@ pub trait StateRead {
 
     /// Up to `limit` entries whose key starts with `prefix`, in key order,
     /// beginning strictly after `after` (a full key) when given.
-    fn scan(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<KeyValues, StoreError>;
 }
 
 /// Write access; writes are visible to later reads through the same view.

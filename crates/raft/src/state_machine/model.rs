@@ -15,14 +15,9 @@ use serde::Serialize;
 use flotilla_storage::Digest;
 
 use super::keys;
-use super::records::{
-    AppliedRequest, BlobRecord, LinkRecord, ManifestContent, ManifestRecord, RepoRecord, TagRecord,
-};
+use super::records::{AppliedRequest, BlobRecord, LinkRecord, ManifestContent, ManifestRecord, RepoRecord, TagRecord};
 use super::{StateRead, StateWrite, StoreError};
-use crate::command::{
-    ClusterSettings, Command, PutManifest, Rejection, RejectionKind, Request, Response,
-    UserRecord,
-};
+use crate::command::{ClusterSettings, Command, PutManifest, Rejection, RejectionKind, Request, Response, UserRecord};
 
 /// How long a request id is remembered for deduplicating retries (ms).
 /// Far longer than any client retry through an election.
@@ -100,13 +95,7 @@ fn delete_user(store: &mut impl StateWrite, name: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn put_blob(
-    store: &mut impl StateWrite,
-    repo: &str,
-    digest: &Digest,
-    size: u64,
-    now: u64,
-) -> Result<(), Refusal> {
+fn put_blob(store: &mut impl StateWrite, repo: &str, digest: &Digest, size: u64, now: u64) -> Result<(), Refusal> {
     let blob_key = keys::blob(digest);
     match get_json::<BlobRecord>(store, &blob_key)? {
         Some(existing) if existing.size != size => {
@@ -118,12 +107,7 @@ fn put_blob(
         }
         Some(_) => {}
         None => {
-            let record = BlobRecord {
-                size,
-                refcount: 0,
-                created_ms: now,
-                unreferenced_since_ms: Some(now),
-            };
+            let record = BlobRecord { size, refcount: 0, created_ms: now, unreferenced_since_ms: Some(now) };
             put_json(store, blob_key, &record);
         }
     }
@@ -139,13 +123,7 @@ fn link_blob(store: &mut impl StateWrite, repo: &str, digest: &Digest, now: u64)
     Ok(())
 }
 
-fn mount_blob(
-    store: &mut impl StateWrite,
-    from: &str,
-    repo: &str,
-    digest: &Digest,
-    now: u64,
-) -> Result<(), Refusal> {
+fn mount_blob(store: &mut impl StateWrite, from: &str, repo: &str, digest: &Digest, now: u64) -> Result<(), Refusal> {
     if store.get(&keys::repo_blob(from, digest))?.is_none() {
         return Err(reject(RejectionKind::BlobUnknown, format!("blob unknown to {from}"), Some(digest)));
     }
@@ -202,11 +180,9 @@ fn add_manifest_record(store: &mut impl StateWrite, manifest: &PutManifest, now:
             existing.refcount += 1;
             existing
         }
-        None => ManifestContent {
-            media_type: manifest.media_type.clone(),
-            content: manifest.content.clone(),
-            refcount: 1,
-        },
+        None => {
+            ManifestContent { media_type: manifest.media_type.clone(), content: manifest.content.clone(), refcount: 1 }
+        }
     };
     put_json(store, content_key, &content);
     if let Some(subject) = &manifest.subject {

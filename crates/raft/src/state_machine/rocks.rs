@@ -148,7 +148,8 @@ fn merged_scan(
         };
         let (key, value) = match next {
             Next::Committed => {
-                let entry = (committed.key().unwrap_or_default().to_vec(), committed.value().unwrap_or_default().to_vec());
+                let entry =
+                    (committed.key().unwrap_or_default().to_vec(), committed.value().unwrap_or_default().to_vec());
                 committed.next();
                 entry
             }
@@ -306,7 +307,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(Box::new(file))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
         let received = snapshot.into_std().await;
         let (engine, snapshots, installing) = (self.engine.clone(), self.snapshots.clone(), self.installing.clone());
         let (snapshot_meta, incoming) = (meta.clone(), self.incoming.take());
@@ -378,8 +383,9 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (engine, snapshots) = (self.engine.clone(), self.snapshots.clone());
-        let (meta, file) =
-            tokio::task::spawn_blocking(move || build_snapshot_file(&engine, &snapshots)).await.map_err(snapshot_err)??;
+        let (meta, file) = tokio::task::spawn_blocking(move || build_snapshot_file(&engine, &snapshots))
+            .await
+            .map_err(snapshot_err)??;
         tracing::info!(snapshot_id = %meta.snapshot_id, last_log_id = ?meta.last_log_id, "built snapshot");
         Ok(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(file)) })
     }
