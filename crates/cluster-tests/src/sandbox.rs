@@ -27,6 +27,8 @@ use crate::wait;
 
 /// The account the sandbox creates through `FLOTILLA_ADMIN_PASSWORD`.
 pub const ADMIN_USER: &str = "admin";
+/// Sandbox directories are `<tmp>/flotilla-sandbox-<pid of the test process>-<random>`.
+const SANDBOX_DIR_PREFIX: &str = "flotilla-sandbox-";
 /// Lines of each node's log printed when a test fails.
 const LOG_TAIL_LINES: usize = 80;
 /// How many times a node start is retried on fresh ports when its port was taken
@@ -79,8 +81,9 @@ impl SandboxBuilder {
     /// Starts every node and waits until each is ready.
     pub fn build(self) -> anyhow::Result<Sandbox> {
         let binary = locate_binary()?;
-        let root =
-            tempfile::Builder::new().prefix("flotilla-sandbox-").tempdir().context("creating the sandbox dir")?;
+        remove_stale_sandbox_dirs();
+        let prefix = format!("{SANDBOX_DIR_PREFIX}{}-", std::process::id());
+        let root = tempfile::Builder::new().prefix(&prefix).tempdir().context("creating the sandbox dir")?;
         let mut sandbox = Sandbox {
             nodes: Vec::new(),
             admin_password: self.admin_password.clone(),
@@ -206,6 +209,8 @@ impl Node {
         let mut env = vec![
             ("FLOTILLA_ADMIN_PASSWORD".to_owned(), builder.admin_password.clone()),
             ("RUST_LOG".to_owned(), "info".to_owned()),
+            // Logs go to a file that is printed into test output: no ANSI colours.
+            ("NO_COLOR".to_owned(), "1".to_owned()),
         ];
         env.extend(builder.env.iter().cloned());
         let command_line = CommandLine {
@@ -441,4 +446,19 @@ fn free_loopback_addrs() -> anyhow::Result<[SocketAddr; 3]> {
 
 fn bind_any() -> anyhow::Result<TcpListener> {
     TcpListener::bind("127.0.0.1:0").context("binding a free loopback port")
+}
+
+/// Removes sandbox directories left by test processes that are gone. Sandboxes
+/// shared through statics are never dropped, so their directories outlive the
+/// process; the next run cleans them up.
+fn remove_stale_sandbox_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(SANDBOX_DIR_PREFIX).and_then(|rest| rest.split('-').next()) else { continue };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }

@@ -15,4 +15,5 @@ mod t14_oci_failure_edges;
 mod t15_auth;
 mod t20_skopeo;
 mod t21_oras;
+mod t22_docker;
 mod t30_durability;
