@@ -34,7 +34,11 @@ use cli::{Args, Plan};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let plan = Plan::from(Args::parse());
-    let report = run::run(&plan).await?;
+    // On Ctrl-C the run is dropped: registries are killed, the work dir removed.
+    let report = tokio::select! {
+        report = run::run(&plan) => report?,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+    };
     if plan.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

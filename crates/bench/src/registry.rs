@@ -44,7 +44,7 @@ impl RunningRegistry {
         let ports = free_ports()?;
         let http_port = ports[0];
         let mut command = match target {
-            Target::Flotilla => flotilla_command(plan, &data_dir, ports)?,
+            Target::Flotilla => flotilla_command(plan, &data_dir, ports),
             Target::DockerRegistry => docker_registry_command(plan, &dir, &data_dir, http_port)?,
         };
         let log = File::create(&log_path)?;
@@ -94,14 +94,27 @@ impl Drop for RunningRegistry {
     }
 }
 
+/// Fails early, with the fix, when `target`'s binary is missing.
+pub fn ensure_installed(target: Target, plan: &Plan) -> anyhow::Result<()> {
+    match target {
+        Target::Flotilla => ensure!(
+            plan.flotilla_bin.is_file(),
+            "no flotilla binary at {} (build it with `cargo build --release -p flotilla-node --bin flotilla`, \
+             or pass --only docker-registry)",
+            plan.flotilla_bin.display()
+        ),
+        Target::DockerRegistry => ensure!(
+            plan.docker_registry_bin.is_file(),
+            "no docker-registry binary at {} (`apt-get install -y docker-registry`, or pass --only flotilla)",
+            plan.docker_registry_bin.display()
+        ),
+    }
+    Ok(())
+}
+
 /// `flotilla serve` on the HTTP, RPC and gossip `ports`.
-fn flotilla_command(plan: &Plan, data_dir: &Path, ports: [u16; 3]) -> anyhow::Result<Command> {
+fn flotilla_command(plan: &Plan, data_dir: &Path, ports: [u16; 3]) -> Command {
     let [http_port, rpc_port, gossip_port] = ports;
-    ensure!(
-        plan.flotilla_bin.is_file(),
-        "no flotilla binary at {} (build it with `cargo build --release -p flotilla-node --bin flotilla`, or pass --only docker-registry)",
-        plan.flotilla_bin.display()
-    );
     let mut command = Command::new(&plan.flotilla_bin);
     command
         .arg("serve")
@@ -117,15 +130,10 @@ fn flotilla_command(plan: &Plan, data_dir: &Path, ports: [u16; 3]) -> anyhow::Re
     if plan.quiet_logs {
         command.env("RUST_LOG", "warn");
     }
-    Ok(command)
+    command
 }
 
 fn docker_registry_command(plan: &Plan, dir: &Path, data_dir: &Path, http_port: u16) -> anyhow::Result<Command> {
-    ensure!(
-        plan.docker_registry_bin.is_file(),
-        "no docker-registry binary at {} (`apt-get install -y docker-registry`, or pass --only flotilla)",
-        plan.docker_registry_bin.display()
-    );
     let config_path = dir.join("config.yml");
     std::fs::write(&config_path, docker_registry_config(data_dir, http_port, plan.quiet_logs))?;
     let mut command = Command::new(&plan.docker_registry_bin);

@@ -12,7 +12,7 @@ use crate::content::{BlobSpec, MIB};
 use crate::large::{self, HugeResult};
 use crate::limits::{self, Limits};
 use crate::ops::{self, OpKind, PhaseResult};
-use crate::registry::{RunningRegistry, ADMIN_PASSWORD, ADMIN_USER};
+use crate::registry::{self, RunningRegistry, ADMIN_PASSWORD, ADMIN_USER};
 use crate::report::{MachineLoad, RegistryResult, Report};
 
 /// Repository of the large blobs.
@@ -29,6 +29,9 @@ const BUSY_LOAD_AVERAGE: f64 = 1.0;
 
 /// Runs everything `plan` asks for.
 pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
+    for &target in &plan.targets {
+        registry::ensure_installed(target, plan)?;
+    }
     let root = match &plan.work_dir {
         Some(dir) => tempfile::Builder::new().prefix("flotilla-bench-").tempdir_in(dir),
         None => tempfile::Builder::new().prefix("flotilla-bench-").tempdir(),

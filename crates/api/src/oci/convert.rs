@@ -97,8 +97,11 @@ pub async fn read_limited(body: Body, limit: u64) -> OciResult<Bytes> {
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|error| OciError::new(OciErrorCode::BlobUploadInvalid, error.to_string()))?;
         if (buffer.len() + chunk.len()) as u64 > limit {
+            // The rest of the body is left unread, so the connection cannot be reused:
+            // say so, or a pooling client may send its next request into a closing socket.
             return Err(OciError::new(OciErrorCode::SizeInvalid, format!("larger than the limit of {limit} bytes"))
-                .with_status(StatusCode::PAYLOAD_TOO_LARGE));
+                .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+                .with_header(header::CONNECTION, HeaderValue::from_static("close")));
         }
         buffer.extend_from_slice(&chunk);
     }
