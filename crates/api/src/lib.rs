@@ -2,7 +2,8 @@
 //!
 //! Flotilla's REST surfaces. One module per surface (`oci` for the OCI
 //! Distribution API on `/v2/`; the Artifactory, Apicurio, projects, images and
-//! token surfaces follow), plus authentication and authorization in `auth`.
+//! token surfaces follow), the native cluster API in `cluster`, plus
+//! authentication and authorization in `auth`.
 //! Handlers are thin: they parse, authorize, make one service call on
 //! [`state::AppState`] and render the surface's own error format.
 //!
@@ -11,6 +12,7 @@
 //! and blob bytes through `flotilla_storage::blob_store::BlobStore`.
 
 pub mod auth;
+pub mod cluster;
 pub mod oci;
 pub mod state;
 

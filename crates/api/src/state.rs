@@ -7,6 +7,7 @@ use flotilla_storage::blob_store::BlobStore;
 use flotilla_storage::upload::Uploads;
 
 use crate::auth::Authenticator;
+use crate::cluster::SharedClusterAdmin;
 
 /// Limits on what one request may cost.
 #[derive(Debug, Clone)]
@@ -44,6 +45,8 @@ pub struct AppState {
     pub read_consistency: ReadConsistency,
     /// `service` in token challenges and tokens.
     pub service_name: String,
+    /// Cluster facts and operations for `/_cluster`.
+    pub cluster: SharedClusterAdmin,
 }
 
 impl AppState {

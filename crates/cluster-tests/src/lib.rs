@@ -6,12 +6,15 @@
 //! assert what a real client would see, [`content`] builds blobs, manifests and
 //! indexes, [`raw`] sends requests byte for byte (paths no URL library would
 //! leave alone), [`tools`] runs real clients (skopeo, oras) with deadlines,
-//! and [`wait`] polls with deadlines.
+//! [`cluster`] reads a sandbox's `/_cluster` API, [`faults`] cuts the network
+//! between loopback nodes, and [`wait`] polls with deadlines.
 //!
 //! The suites live in `tests/it/` (one binary, numbered modules).
 
 pub mod client;
+pub mod cluster;
 pub mod content;
+pub mod faults;
 pub mod oci_layout;
 pub mod raw;
 pub mod sandbox;

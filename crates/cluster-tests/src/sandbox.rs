@@ -12,10 +12,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -86,15 +86,15 @@ impl SandboxBuilder {
         let root = tempfile::Builder::new().prefix(&prefix).tempdir().context("creating the sandbox dir")?;
         let mut sandbox = Sandbox {
             nodes: Vec::new(),
+            builder: None,
             admin_password: self.admin_password.clone(),
             logs_printed: AtomicBool::new(false),
             root,
         };
-        for index in 0..self.nodes {
-            let join = sandbox.nodes.first().map(|first: &Node| first.rpc_addr);
-            let node = Node::start_new(&self, &binary, sandbox.root.path(), index, join)?;
-            sandbox.nodes.push(node);
+        for _ in 0..self.nodes {
+            sandbox.start_node(&self, &binary)?;
         }
+        sandbox.builder = Some((self, binary));
         Ok(sandbox)
     }
 }
@@ -103,6 +103,8 @@ impl SandboxBuilder {
 /// (and, through the parent-death signal, when the test process ends).
 pub struct Sandbox {
     nodes: Vec<Node>,
+    /// How the nodes were started, for [`Sandbox::add_node`].
+    builder: Option<(SandboxBuilder, PathBuf)>,
     admin_password: String,
     logs_printed: AtomicBool,
     // Declared last: dropped after the nodes are killed.
@@ -119,6 +121,22 @@ impl Sandbox {
             admin_password: format!("pw-{}", hex::encode(rand::random::<[u8; 8]>())),
             ready_timeout: Duration::from_secs(90),
         }
+    }
+
+    /// Starts one more node that joins through every existing node.
+    pub fn add_node(&mut self) -> anyhow::Result<&Node> {
+        let (builder, binary) = self.builder.clone().context("the sandbox was not built")?;
+        self.start_node(&builder, &binary)?;
+        Ok(self.nodes.last().expect("just added"))
+    }
+
+    fn start_node(&mut self, builder: &SandboxBuilder, binary: &Path) -> anyhow::Result<()> {
+        let index = self.nodes.len();
+        let join: Vec<SocketAddr> = self.nodes.iter().map(|node| node.rpc_addr).collect();
+        let clustered = builder.nodes > 1 || index > 0;
+        let node = Node::start_new(builder, binary, self.root.path(), index, join, clustered)?;
+        self.nodes.push(node);
+        Ok(())
     }
 
     /// Node `index` (0-based).
@@ -193,7 +211,7 @@ struct CommandLine {
     binary: PathBuf,
     env: Vec<(String, String)>,
     args: Vec<String>,
-    join: Option<SocketAddr>,
+    join: Vec<SocketAddr>,
     node_id: Option<usize>,
     ready_timeout: Duration,
 }
@@ -204,7 +222,8 @@ impl Node {
         binary: &Path,
         root: &Path,
         index: usize,
-        join: Option<SocketAddr>,
+        join: Vec<SocketAddr>,
+        clustered: bool,
     ) -> anyhow::Result<Node> {
         let mut env = vec![
             ("FLOTILLA_ADMIN_PASSWORD".to_owned(), builder.admin_password.clone()),
@@ -218,12 +237,13 @@ impl Node {
             env,
             args: builder.args.clone(),
             join,
-            node_id: (builder.nodes > 1).then_some(index + 1),
+            node_id: clustered.then_some(index + 1),
             ready_timeout: builder.ready_timeout,
         };
         let mut last_error = None;
+        let ip = next_loopback_ip();
         for _attempt in 0..PORT_RETRIES {
-            let [http_addr, rpc_addr, gossip_addr] = free_loopback_addrs()?;
+            let [http_addr, rpc_addr, gossip_addr] = free_loopback_addrs(ip)?;
             let data_dir = root.join(format!("node-{index}"));
             if data_dir.exists() {
                 std::fs::remove_dir_all(&data_dir)?;
@@ -296,10 +316,38 @@ impl Node {
         }
     }
 
+    /// The node's own loopback address (every port of it listens there).
+    pub fn ip(&self) -> IpAddr {
+        self.http_addr.ip()
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child_slot().as_ref().map(Child::id)
+    }
+
+    /// Freezes the process (SIGSTOP): alive but silent, like a long GC pause.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal("STOP")
+    }
+
+    /// Resumes a paused process (SIGCONT).
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal("CONT")
+    }
+
+    fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let pid = self.pid().context("the node is not running")?;
+        let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status()?;
+        anyhow::ensure!(status.success(), "kill -{name} {pid} failed");
+        Ok(())
+    }
+
     /// Kills the process with SIGKILL (no chance to flush anything) and reaps it.
     pub fn kill9(&self) {
         if let Some(mut child) = self.child_slot().take() {
             let _ = child.kill();
+            // A paused process dies of SIGKILL too; nothing to resume.
             let _ = child.wait();
         }
     }
@@ -358,8 +406,9 @@ impl Node {
         if let Some(node_id) = line.node_id {
             command.arg("--node-id").arg(node_id.to_string());
         }
-        if let Some(join) = line.join {
-            command.arg("--join").arg(join.to_string());
+        if !line.join.is_empty() {
+            let members: Vec<String> = line.join.iter().map(SocketAddr::to_string).collect();
+            command.arg("--join").arg(members.join(","));
         }
         command.args(&line.args);
         // Settings of the developer's shell must not leak into a sandbox.
@@ -436,16 +485,25 @@ pub fn locate_binary() -> anyhow::Result<PathBuf> {
     Ok(binary)
 }
 
-/// Three distinct free loopback addresses, picked by binding port 0. The
+/// A loopback address of its own for each node this process starts
+/// (127.1.x.y), so that network rules can single out one node's traffic
+/// (see [`crate::faults`]); nodes send inter-node traffic from it too.
+fn next_loopback_ip() -> IpAddr {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    IpAddr::V4(Ipv4Addr::new(127, 1, (n / 250) as u8, (n % 250 + 2) as u8))
+}
+
+/// Three distinct free ports on `ip`, picked by binding port 0. The
 /// listeners are closed before the node binds, so a race is possible; the
 /// caller retries on "address in use".
-fn free_loopback_addrs() -> anyhow::Result<[SocketAddr; 3]> {
-    let listeners = [bind_any()?, bind_any()?, bind_any()?];
+fn free_loopback_addrs(ip: IpAddr) -> anyhow::Result<[SocketAddr; 3]> {
+    let listeners = [bind_any(ip)?, bind_any(ip)?, bind_any(ip)?];
     Ok([listeners[0].local_addr()?, listeners[1].local_addr()?, listeners[2].local_addr()?])
 }
 
-fn bind_any() -> anyhow::Result<TcpListener> {
-    TcpListener::bind("127.0.0.1:0").context("binding a free loopback port")
+fn bind_any(ip: IpAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((ip, 0)).with_context(|| format!("binding a free port on {ip}"))
 }
 
 /// Removes sandbox directories left by test processes that are gone. Sandboxes

@@ -18,7 +18,42 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Commands {
     /// Run a node (the default when no subcommand is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Look at and change a running cluster through any node's `/_cluster` API.
+    Cluster(ClusterArgs),
+}
+
+/// Where the cluster is and who asks.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Base URL of any node.
+    #[arg(long, env = "FLOTILLA_URL", default_value = "http://127.0.0.1:5000")]
+    pub url: String,
+    /// An administrator account.
+    #[arg(long, env = "FLOTILLA_USER", default_value = "admin")]
+    pub user: String,
+    /// Its password.
+    #[arg(long, env = "FLOTILLA_PASSWORD", hide_env_values = true)]
+    pub password: String,
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+/// Operator subcommands; each prints the API's JSON answer.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Health: green, yellow or red.
+    Health,
+    /// Cluster id, leader, term, nodes and layout summary.
+    Status,
+    /// The nodes.
+    Nodes,
+    /// The partition layout.
+    Layout,
+    /// Move a node's data to the other nodes, then remove it.
+    Drain { node_id: u64 },
+    /// Remove a node now (for a node that is gone for good).
+    Remove { node_id: u64 },
 }
 
 /// Flags of `flotilla serve`; unset flags leave the file's (or default) value.
@@ -50,6 +85,8 @@ pub struct ServeArgs {
     pub capacity: Option<u64>,
     #[arg(long, env = "FLOTILLA_REPLICATION_FACTOR")]
     pub replication_factor: Option<u32>,
+    #[arg(long, env = "FLOTILLA_VOTERS")]
+    pub voters: Option<u32>,
     #[arg(long, env = "FLOTILLA_GC_GRACE")]
     pub gc_grace: Option<String>,
     #[arg(long, env = "FLOTILLA_READ_CONSISTENCY")]
@@ -66,6 +103,10 @@ pub struct ServeArgs {
     pub service_name: Option<String>,
     #[arg(long, env = "FLOTILLA_LOG_FORMAT")]
     pub log_format: Option<String>,
+    #[arg(long, env = "FLOTILLA_RAFT_SNAPSHOT_LOGS", hide = true)]
+    pub raft_snapshot_logs: Option<u64>,
+    #[arg(long, env = "FLOTILLA_RAFT_SNAPSHOT_CHUNK_BYTES", hide = true)]
+    pub raft_snapshot_chunk_bytes: Option<u64>,
 }
 
 impl ServeArgs {
@@ -87,6 +128,7 @@ impl ServeArgs {
             join,
             capacity,
             replication_factor,
+            voters,
             gc_grace,
             read_consistency,
             max_manifest_bytes,
@@ -94,7 +136,9 @@ impl ServeArgs {
             upload_expiry,
             anonymous_read,
             service_name,
-            log_format
+            log_format,
+            raft_snapshot_logs,
+            raft_snapshot_chunk_bytes
         );
         if self.advertise_http.is_some() {
             config.advertise_http = self.advertise_http;

@@ -35,6 +35,9 @@ pub struct Config {
     pub capacity: u64,
     /// Copies of each blob (R = min(replication_factor, nodes)).
     pub replication_factor: u32,
+    /// Raft voters the cluster keeps (1 to 5; 3 survives one failure, 5 two).
+    /// Nodes beyond this join as non-voting storage nodes.
+    pub voters: u32,
     /// How long an unreferenced blob is kept before garbage collection may delete it (`1h`, `30m`, `0s`).
     pub gc_grace: String,
     /// `linearizable` (read index from the leader) or `local` (may be stale on a follower).
@@ -51,6 +54,10 @@ pub struct Config {
     pub service_name: String,
     /// `text` or `json` logs.
     pub log_format: String,
+    /// Tuning: take a Raft snapshot after this many log entries (then purge the log before it).
+    pub raft_snapshot_logs: u64,
+    /// Tuning: bytes per snapshot chunk sent to a lagging node.
+    pub raft_snapshot_chunk_bytes: u64,
 }
 
 impl Default for Config {
@@ -67,6 +74,7 @@ impl Default for Config {
             zone: None,
             capacity: 1 << 40,
             replication_factor: 3,
+            voters: 3,
             gc_grace: "1h".into(),
             read_consistency: "linearizable".into(),
             max_manifest_bytes: 8 << 20,
@@ -75,6 +83,8 @@ impl Default for Config {
             anonymous_read: false,
             service_name: "flotilla".into(),
             log_format: "text".into(),
+            raft_snapshot_logs: 10_000,
+            raft_snapshot_chunk_bytes: 3 << 20,
         }
     }
 }
@@ -109,6 +119,15 @@ impl Config {
         }
         if !(1..=5).contains(&self.replication_factor) {
             return invalid("replication_factor", "must be between 1 and 5");
+        }
+        if self.raft_snapshot_logs < 10 {
+            return invalid("raft_snapshot_logs", "must be at least 10");
+        }
+        if !(4096..=(64 << 20)).contains(&self.raft_snapshot_chunk_bytes) {
+            return invalid("raft_snapshot_chunk_bytes", "must be between 4 KiB and 64 MiB");
+        }
+        if !(1..=5).contains(&self.voters) {
+            return invalid("voters", "must be between 1 and 5");
         }
         if self.max_manifest_bytes < 4 << 20 {
             return invalid(

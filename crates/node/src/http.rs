@@ -14,6 +14,13 @@ use tokio_util::sync::CancellationToken;
 use flotilla_api::AppState;
 use flotilla_raft::network::service::raft_service;
 use flotilla_raft::types::Raft;
+use flotilla_raft::MetaClient;
+use flotilla_storage::fs::FsBlobStore;
+
+use crate::blobs::peer::BlobPeers;
+use crate::blobs::service::blob_service;
+use crate::cluster::service::cluster_service;
+use crate::cluster::ClusterView;
 
 use crate::telemetry::{self, Metrics};
 
@@ -42,6 +49,7 @@ pub fn router(state: AppState, metrics: Arc<Metrics>) -> Router {
     let metrics_route = Router::new().route("/metrics", get(telemetry::serve_metrics)).with_state(metrics.clone());
     Router::new()
         .merge(flotilla_api::oci::router(&state))
+        .merge(flotilla_api::cluster::router())
         .with_state(state)
         .merge(health)
         .merge(metrics_route)
@@ -56,10 +64,26 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Serves the inter-node gRPC services until `shutdown`.
-pub async fn serve_rpc(addr: SocketAddr, raft: Raft, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// What the inter-node gRPC server serves.
+pub struct RpcServices {
+    pub raft: Raft,
+    pub view: Arc<ClusterView>,
+    pub meta: MetaClient,
+    /// The local disk store (peers reach it through the blob service).
+    pub blobs: Arc<FsBlobStore>,
+    pub peers: BlobPeers,
+}
+
+/// Serves the inter-node gRPC services (Raft, cluster, blobs) until `shutdown`.
+pub async fn serve_rpc(addr: SocketAddr, services: RpcServices, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let RpcServices { raft, view, meta, blobs, peers } = services;
     tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(16 << 20))
         .add_service(raft_service(raft))
+        .add_service(cluster_service(view.clone(), meta))
+        .add_service(blob_service(blobs, view, peers))
         .serve_with_shutdown(addr, shutdown.cancelled_owned())
         .await?;
     Ok(())

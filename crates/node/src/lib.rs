@@ -6,11 +6,16 @@
 //!
 //! Crate arrows: `storage` → `raft` → `api` → `node` ("is used by").
 
+pub mod admin_cli;
+pub mod blobs;
 pub mod bootstrap;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod directory;
 pub mod http;
+pub mod placement;
+pub mod proto;
 pub mod telemetry;
 pub mod workers;
 
@@ -26,11 +31,18 @@ use flotilla_api::{AppState, Limits, ReadConsistency};
 use flotilla_raft::log_store::LogStore;
 use flotilla_raft::network::client::NetworkFactory;
 use flotilla_raft::state_machine::rocks::StateMachineStore;
-use flotilla_raft::{Catalog, MetaClient, NodeAddr};
+use flotilla_raft::{Catalog, Command, MetaClient, NodeAddr, NodeRecord, NodeState};
 use flotilla_storage::fs::FsBlobStore;
 use flotilla_storage::upload::Uploads;
 use flotilla_storage::Engine;
 
+use crate::blobs::peer::BlobPeers;
+use crate::blobs::replicated::ReplicatedBlobStore;
+use crate::cluster::admin::NodeAdmin;
+use crate::cluster::join::{join, Joined};
+use crate::cluster::liveness::LivenessTable;
+use crate::cluster::membership::Membership;
+use crate::cluster::ClusterView;
 use crate::config::Config;
 
 /// Raft heartbeat interval: short, so a dead leader is noticed within the failover target.
@@ -38,8 +50,6 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 /// Election timeout range; several heartbeats, randomised to avoid split votes.
 const ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(400);
 const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(800);
-/// Take a snapshot after this many log entries, then purge the log before it.
-const SNAPSHOT_EVERY_LOGS: u64 = 10_000;
 /// How long startup waits for this node's cluster to have a leader.
 const LEADER_WAIT: Duration = Duration::from_secs(30);
 
@@ -53,6 +63,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// Runs a node until `shutdown` is cancelled.
 pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     tracing::info!(node_id = config.node_id, data_dir = %config.data_dir.display(), "starting flotilla");
+
+    flotilla_raft::network::client::set_source_address(config.rpc_addr.ip());
 
     tracing::info!("step 1: opening storage");
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
@@ -69,8 +81,11 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         heartbeat_interval: HEARTBEAT_INTERVAL.as_millis() as u64,
         election_timeout_min: ELECTION_TIMEOUT_MIN.as_millis() as u64,
         election_timeout_max: ELECTION_TIMEOUT_MAX.as_millis() as u64,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_LOGS),
-        max_in_snapshot_log_to_keep: 1000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.raft_snapshot_logs),
+        // Keep a tenth of a snapshot interval of log, so a briefly lagging node
+        // catches up from the log and only a long-gone one needs a snapshot.
+        max_in_snapshot_log_to_keep: config.raft_snapshot_logs / 10,
+        snapshot_max_chunk_size: config.raft_snapshot_chunk_bytes,
         ..Default::default()
     };
     let raft = flotilla_raft::types::Raft::new(
@@ -82,23 +97,30 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     )
     .await?;
     let meta = MetaClient::new(raft.clone(), config.node_id, catalog.clone());
+    let view = Arc::new(ClusterView::new(config.node_id, raft.clone(), catalog.clone()));
+    let peers = BlobPeers::default();
+    let replicated = Arc::new(ReplicatedBlobStore::new(view.clone(), blobs.clone(), peers.clone()));
+    let liveness = LivenessTable::default();
 
     tracing::info!(addr = %config.rpc_addr, "step 3: serving gRPC");
-    let rpc = tokio::spawn(http::serve_rpc(config.rpc_addr, raft.clone(), shutdown.clone()));
+    let services =
+        http::RpcServices { raft: raft.clone(), view: view.clone(), meta: meta.clone(), blobs, peers: peers.clone() };
+    let rpc = tokio::spawn(http::serve_rpc(config.rpc_addr, services, shutdown.clone()));
 
     tracing::info!("step 4: forming the cluster");
-    initialize_if_new(&config, &meta).await?;
+    form_cluster(&config, &meta, &catalog, &shutdown).await?;
     raft.wait(Some(LEADER_WAIT))
         .metrics(|m| m.current_leader.is_some(), "a leader is elected")
         .await
         .context("no leader elected")?;
     bootstrap::ensure_cluster_defaults(&meta, config.anonymous_read).await?;
+    register_node(&config, &meta).await?;
 
     tracing::info!(addr = %config.http_addr, "step 5: serving HTTP");
     let metrics = telemetry::Metrics::new();
     let state = AppState {
         meta: meta.clone(),
-        blobs: blobs.clone(),
+        blobs: replicated.clone(),
         uploads: uploads.clone(),
         auth: Arc::new(Authenticator::new(Arc::new(directory::CatalogDirectory::new(catalog)))),
         limits: Limits { max_manifest_bytes: config.max_manifest_bytes, max_blob_bytes: config.max_blob_bytes },
@@ -107,15 +129,25 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
             _ => ReadConsistency::Linearizable,
         },
         service_name: config.service_name.clone(),
+        cluster: Arc::new(NodeAdmin { view: view.clone(), meta: meta.clone(), liveness: liveness.clone() }),
     };
     let server = tokio::spawn(http::serve_http(config.http_addr, state, metrics.clone(), shutdown.clone()));
 
     tracing::info!("step 6: starting workers");
     let upload_expiry = config::parse_duration(&config.upload_expiry).map_err(anyhow::Error::msg)?;
-    let workers = workers::spawn_all(
-        workers::Workers { meta: meta.clone(), blobs, uploads, metrics, upload_expiry },
+    let mut workers = workers::spawn_all(
+        workers::Workers { meta: meta.clone(), blobs: replicated, uploads, metrics, upload_expiry },
         shutdown.clone(),
     );
+    let membership = Membership {
+        view,
+        meta: meta.clone(),
+        peers,
+        voters: config.voters as usize,
+        replication_factor: config.replication_factor,
+    };
+    workers.push(tokio::spawn(liveness.run(membership.view.clone(), shutdown.clone())));
+    workers.push(tokio::spawn(membership.run(shutdown.clone())));
 
     tracing::info!("flotilla is ready");
     shutdown.cancelled().await;
@@ -130,19 +162,58 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     Ok(())
 }
 
-/// A node with no Raft state and nothing to join bootstraps a one-member cluster.
-async fn initialize_if_new(config: &Config, meta: &MetaClient) -> anyhow::Result<()> {
-    if !config.join.is_empty() {
-        anyhow::bail!("joining an existing cluster arrives with the cluster issue; start without --join");
-    }
+/// Bootstraps a one-member cluster on a new node without `--join`; with
+/// `--join`, asks the listed members to admit this node (a node that already
+/// has state asks too, so that it is refused if it belongs elsewhere).
+async fn form_cluster(
+    config: &Config,
+    meta: &MetaClient,
+    catalog: &Catalog,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     let raft = meta.raft();
-    if raft.is_initialized().await? {
+    let initialized = raft.is_initialized().await?;
+    if config.join.is_empty() {
+        if !initialized {
+            let address = NodeAddr { rpc_addr: config.advertised_rpc(), http_addr: config.advertised_http() };
+            raft.initialize(BTreeMap::from([(config.node_id, address)])).await?;
+            tracing::info!(node_id = config.node_id, "initialized a new single-node cluster");
+        }
         return Ok(());
     }
-    let address = NodeAddr { rpc_addr: config.advertised_rpc(), http_addr: config.advertised_http() };
-    raft.initialize(BTreeMap::from([(config.node_id, address)])).await?;
-    tracing::info!(node_id = config.node_id, "initialized a new single-node cluster");
+    let local_cluster_id = match catalog.settings()? {
+        Some(settings) => Some(settings.cluster_id),
+        None if initialized => Some(String::new()),
+        None => None,
+    };
+    match join(config, local_cluster_id, shutdown).await? {
+        Joined::Admitted { cluster_id, leader_id } => {
+            tracing::info!(%cluster_id, leader_id, "admitted; catching up with the leader");
+        }
+        Joined::NoAnswer => {}
+    }
     Ok(())
+}
+
+/// Records this node's addresses, zone and capacity, when they changed.
+async fn register_node(config: &Config, meta: &MetaClient) -> anyhow::Result<()> {
+    let existing = meta.read().await?.node(config.node_id)?;
+    let record = NodeRecord {
+        id: config.node_id,
+        http_addr: config.advertised_http(),
+        rpc_addr: config.advertised_rpc(),
+        zone: config.zone.clone(),
+        capacity: config.capacity,
+        state: existing.as_ref().map_or(NodeState::Active, |node| node.state),
+        joined_ms: existing.as_ref().map_or_else(flotilla_raft::client::now_ms, |node| node.joined_ms),
+    };
+    if existing.as_ref() == Some(&record) {
+        return Ok(());
+    }
+    match meta.write(Command::PutNode(record)).await? {
+        flotilla_raft::Response::Ok => Ok(()),
+        flotilla_raft::Response::Rejected(rejection) => anyhow::bail!("this node cannot serve: {}", rejection.message),
+    }
 }
 
 async fn signal_shutdown(shutdown: CancellationToken) {

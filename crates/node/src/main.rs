@@ -7,7 +7,11 @@ use flotilla_node::cli::{Cli, Commands, ServeArgs};
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
-        Some(Commands::Serve(args)) => args,
+        Some(Commands::Serve(args)) => *args,
+        Some(Commands::Cluster(args)) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            return runtime.block_on(flotilla_node::admin_cli::run(args));
+        }
         None => ServeArgs::try_from_env()?,
     };
     let config = args.into_config()?;

@@ -1,17 +1,19 @@
 //! Read queries over the applied state, for the REST surfaces.
 //!
 //! `Catalog` reads the local replica. Whether a read is linearizable is decided
-//! by the caller ([`crate::MetaClient::linearizable_barrier`]) before it reads.
+//! by the caller ([`crate::MetaClient::read`] or [`crate::MetaClient::local`]) before it reads.
 
 use std::sync::Arc;
 
 use flotilla_storage::Digest;
 
+use crate::cluster::{Layout, NodeRecord};
 use crate::command::{ClusterSettings, UserRecord};
 use crate::state_machine::keys;
 use crate::state_machine::model::{decode, get_json};
 use crate::state_machine::records::{BlobRecord, ManifestContent, ManifestRecord, TagRecord};
 use crate::state_machine::{StateRead, StoreError};
+use crate::types::NodeId;
 
 /// The most entries one list call returns, whatever the client asks for.
 pub const MAX_PAGE: usize = 10_000;
@@ -112,5 +114,21 @@ impl Catalog {
     /// Cluster settings, once the cluster is initialised.
     pub fn settings(&self) -> Result<Option<ClusterSettings>, StoreError> {
         get_json(&*self.reader, &keys::settings())
+    }
+
+    /// What the cluster knows about node `id`.
+    pub fn node(&self, id: NodeId) -> Result<Option<NodeRecord>, StoreError> {
+        get_json(&*self.reader, &keys::node(id))
+    }
+
+    /// Every node ever recorded, removed ones included, by id.
+    pub fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        let entries = self.reader.scan(&keys::node_prefix(), None, MAX_PAGE)?;
+        entries.iter().map(|(_, value)| decode(value)).collect()
+    }
+
+    /// The current partition layout, once one was computed.
+    pub fn layout(&self) -> Result<Option<Layout>, StoreError> {
+        get_json(&*self.reader, &keys::layout())
     }
 }

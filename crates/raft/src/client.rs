@@ -5,7 +5,11 @@
 //! (so it applies once) until a deadline. `ForwardToLeader` never leaks past
 //! this type.
 
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use tokio::sync::{oneshot, Notify};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 
@@ -37,11 +41,28 @@ pub struct MetaClient {
     raft: Raft,
     node_id: NodeId,
     catalog: Catalog,
+    read_rounds: Arc<ReadRounds>,
+}
+
+/// Where a reader gets the read index of its round.
+type ReadIndexReply = oneshot::Sender<Result<Option<u64>, MetaError>>;
+
+/// Readers waiting for the next read-index round. One driver task runs rounds
+/// back to back; every reader that arrived while a round was in flight shares
+/// the next one, so N concurrent reads cost one leader round trip, not N.
+#[derive(Default)]
+struct ReadRounds {
+    waiting: Mutex<Vec<ReadIndexReply>>,
+    wake: Notify,
 }
 
 impl MetaClient {
+    /// Wraps the local Raft; spawns the read-index driver, which stops when
+    /// the last clone of this client is dropped.
     pub fn new(raft: Raft, node_id: NodeId, catalog: Catalog) -> Self {
-        MetaClient { raft, node_id, catalog }
+        let read_rounds = Arc::new(ReadRounds::default());
+        tokio::spawn(drive_read_rounds(raft.clone(), Arc::downgrade(&read_rounds)));
+        MetaClient { raft, node_id, catalog, read_rounds }
     }
 
     /// This node's id.
@@ -93,22 +114,15 @@ impl MetaClient {
         Ok(&self.catalog)
     }
 
+    /// Joins the next read-index round (started after this call, so it covers
+    /// every write acknowledged before it), then waits until the local replica
+    /// has applied that index.
     async fn barrier(&self) -> Result<(), MetaError> {
-        loop {
-            let leader = match self.raft.ensure_linearizable().await {
-                Ok(_) => return Ok(()),
-                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => forward.leader_node,
-                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => None,
-                Err(RaftError::Fatal(fatal)) => return Err(MetaError::Fatal(fatal.to_string())),
-            };
-            if let Some(leader) = leader {
-                match rpc_read_index(&leader.rpc_addr).await {
-                    Ok(index) => return self.wait_applied(index).await,
-                    Err(error) => tracing::debug!(%error, "read index failed; retrying"),
-                }
-            }
-            tokio::time::sleep(RETRY_BACKOFF).await;
-        }
+        let (sender, receiver) = oneshot::channel();
+        self.read_rounds.waiting.lock().push(sender);
+        self.read_rounds.wake.notify_one();
+        let index = receiver.await.map_err(|_| MetaError::Fatal("read-index driver stopped".into()))??;
+        self.wait_applied(index).await
     }
 
     async fn wait_applied(&self, index: Option<u64>) -> Result<(), MetaError> {
@@ -124,6 +138,48 @@ impl MetaClient {
     /// which never changes once present, and for `read_consistency = "local"`.
     pub fn local(&self) -> &Catalog {
         &self.catalog
+    }
+}
+
+/// Runs read-index rounds while anyone waits for one.
+async fn drive_read_rounds(raft: Raft, rounds: Weak<ReadRounds>) {
+    loop {
+        let batch = {
+            let Some(rounds) = rounds.upgrade() else { return };
+            // Wait for a reader, but look again now and then in case the client is gone.
+            let _ = tokio::time::timeout(Duration::from_secs(1), rounds.wake.notified()).await;
+            let batch: Vec<ReadIndexReply> = std::mem::take(&mut *rounds.waiting.lock());
+            batch
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let result = tokio::time::timeout(WRITE_DEADLINE, read_index(&raft))
+            .await
+            .unwrap_or_else(|_| Err(MetaError::Unavailable("no leader confirmed the read in time".into())));
+        for reader in batch {
+            let _ = reader.send(result.clone());
+        }
+    }
+}
+
+/// The leader's read index: this node's own when it leads (after a heartbeat
+/// round confirms it still does), else asked of the leader over gRPC.
+async fn read_index(raft: &Raft) -> Result<Option<u64>, MetaError> {
+    loop {
+        let leader = match raft.get_read_log_id().await {
+            Ok((read_log_id, _applied)) => return Ok(read_log_id.map(|log_id| log_id.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => forward.leader_node,
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => None,
+            Err(RaftError::Fatal(fatal)) => return Err(MetaError::Fatal(fatal.to_string())),
+        };
+        if let Some(leader) = leader {
+            match rpc_read_index(&leader.rpc_addr).await {
+                Ok(index) => return Ok(index),
+                Err(error) => tracing::debug!(%error, "read index failed; retrying"),
+            }
+        }
+        tokio::time::sleep(RETRY_BACKOFF).await;
     }
 }
 

@@ -10,6 +10,9 @@ use std::fmt;
 use flotilla_storage::Digest;
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::{Layout, NodeRecord, NodeState};
+use crate::types::NodeId;
+
 /// Identifies one client-visible write; a repeated id is applied once and the
 /// first response is returned again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -64,6 +67,16 @@ pub enum Command {
     DeleteManifest { repo: String, digest: Digest },
     /// Removes one tag.
     DeleteTag { repo: String, tag: String },
+    /// Records a node that joined, or its new addresses, zone or capacity.
+    /// Refused for a removed node.
+    PutNode(NodeRecord),
+    /// Moves a node to `state` (drain, or remove for good). Refused for an
+    /// unknown node and for leaving `Removed`.
+    SetNodeState { id: NodeId, state: NodeState },
+    /// Installs the next layout; refused unless its version is the current one plus one.
+    PutLayout(Box<Layout>),
+    /// The data of layout `version` has moved: drop its `previous` owners.
+    MarkLayoutSynced { version: u64 },
 }
 
 impl Command {
@@ -79,6 +92,10 @@ impl Command {
             Command::PutManifest(_) => "put_manifest",
             Command::DeleteManifest { .. } => "delete_manifest",
             Command::DeleteTag { .. } => "delete_tag",
+            Command::PutNode(_) => "put_node",
+            Command::SetNodeState { .. } => "set_node_state",
+            Command::PutLayout(_) => "put_layout",
+            Command::MarkLayoutSynced { .. } => "mark_layout_synced",
         }
     }
 }
@@ -170,4 +187,9 @@ pub enum RejectionKind {
     /// The same digest was recorded with a different size or content.
     Conflict,
     UserUnknown,
+    NodeUnknown,
+    /// The node was removed from the cluster and cannot come back under its id.
+    NodeRemoved,
+    /// A layout or node change that is malformed or out of order.
+    Invalid,
 }

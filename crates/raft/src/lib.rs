@@ -25,6 +25,7 @@
 
 pub mod catalog;
 pub mod client;
+pub mod cluster;
 pub mod command;
 pub mod log_store;
 pub mod network;
@@ -33,5 +34,6 @@ pub mod types;
 
 pub use catalog::{Catalog, StoredManifest};
 pub use client::{MetaClient, MetaError};
+pub use cluster::{Layout, NodeRecord, NodeState};
 pub use command::{Command, Request, RequestId, Response};
 pub use types::{NodeAddr, NodeId, TypeConfig};

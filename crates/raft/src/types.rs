@@ -53,3 +53,5 @@ pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, NodeAddr>;
 pub type Snapshot = openraft::Snapshot<TypeConfig>;
 /// A storage error.
 pub type StorageError = openraft::StorageError<NodeId>;
+/// A node's Raft metrics.
+pub type RaftMetrics = openraft::RaftMetrics<NodeId, NodeAddr>;

@@ -8,6 +8,7 @@ use flotilla_raft::state_machine::keys::{self, table};
 use flotilla_raft::state_machine::memory::MemoryState;
 use flotilla_raft::state_machine::model::{apply, decode};
 use flotilla_raft::state_machine::records::{BlobRecord, ManifestContent, ManifestRecord, TagRecord};
+use flotilla_raft::{Layout, NodeRecord, NodeState};
 use flotilla_storage::Digest;
 use proptest::prelude::*;
 
@@ -21,13 +22,54 @@ fn blob_digest(i: u8) -> Digest {
 /// A small universe of operations over 3 repositories, 5 blobs and manifests made from blob subsets.
 #[derive(Debug, Clone)]
 enum Op {
-    PutBlob { repo: usize, blob: u8 },
-    Mount { from: usize, repo: usize, blob: u8 },
-    Unlink { repo: usize, blob: u8 },
-    PutManifest { repo: usize, blobs: BTreeSet<u8>, tag: Option<usize>, subject: Option<u8>, child: Option<u8> },
-    DeleteManifest { repo: usize, manifest: u8 },
-    DeleteTag { repo: usize, tag: usize },
-    Replay { back: usize },
+    PutBlob {
+        repo: usize,
+        blob: u8,
+    },
+    Mount {
+        from: usize,
+        repo: usize,
+        blob: u8,
+    },
+    Unlink {
+        repo: usize,
+        blob: u8,
+    },
+    PutManifest {
+        repo: usize,
+        blobs: BTreeSet<u8>,
+        tag: Option<usize>,
+        subject: Option<u8>,
+        child: Option<u8>,
+    },
+    DeleteManifest {
+        repo: usize,
+        manifest: u8,
+    },
+    DeleteTag {
+        repo: usize,
+        tag: usize,
+    },
+    PutNode {
+        id: u64,
+        capacity: u64,
+    },
+    SetNodeState {
+        id: u64,
+        state: NodeState,
+    },
+    /// A layout `skew` versions after the current one (1 = the valid next one).
+    PutLayout {
+        skew: u64,
+        owners: u64,
+        malformed: bool,
+    },
+    MarkLayoutSynced {
+        skew: u64,
+    },
+    Replay {
+        back: usize,
+    },
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -53,6 +95,15 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             }),
         (repo.clone(), 0u8..16).prop_map(|(repo, manifest)| Op::DeleteManifest { repo, manifest }),
         (repo, 0..TAGS.len()).prop_map(|(repo, tag)| Op::DeleteTag { repo, tag }),
+        (1u64..5, 0u64..3).prop_map(|(id, capacity)| Op::PutNode { id, capacity }),
+        (1u64..5, prop_oneof![Just(NodeState::Active), Just(NodeState::Draining), Just(NodeState::Removed)])
+            .prop_map(|(id, state)| Op::SetNodeState { id, state }),
+        (0u64..3, 1u64..5, proptest::bool::weighted(0.2)).prop_map(|(skew, owners, malformed)| Op::PutLayout {
+            skew,
+            owners,
+            malformed
+        }),
+        (0u64..2).prop_map(|skew| Op::MarkLayoutSynced { skew }),
         (0usize..8).prop_map(|back| Op::Replay { back }),
     ]
 }
@@ -122,6 +173,37 @@ impl Harness {
                 Command::DeleteManifest { repo: REPOS[*repo].into(), digest }
             }
             Op::DeleteTag { repo, tag } => Command::DeleteTag { repo: REPOS[*repo].into(), tag: TAGS[*tag].into() },
+            Op::PutNode { id, capacity } => Command::PutNode(NodeRecord {
+                id: *id,
+                http_addr: format!("10.0.0.{id}:5000"),
+                rpc_addr: format!("10.0.0.{id}:5001"),
+                zone: None,
+                capacity: *capacity,
+                state: NodeState::Active,
+                joined_ms: self.clock,
+            }),
+            Op::SetNodeState { id, state } => Command::SetNodeState { id: *id, state: *state },
+            Op::PutLayout { skew, owners, malformed } => {
+                let version = self.layout().map_or(0, |layout| layout.version) + skew;
+                let partitions = 8u32;
+                let mut table: Vec<Vec<u64>> =
+                    (0..partitions as u64).map(|p| (0..*owners).map(|o| 1 + (p + o) % 4).collect()).collect();
+                if *malformed {
+                    table[3].clear();
+                }
+                let previous = self.layout().map(|layout| layout.owners);
+                Command::PutLayout(Box::new(Layout {
+                    version,
+                    partitions,
+                    replication_factor: 3,
+                    owners: table,
+                    previous,
+                    created_ms: self.clock,
+                }))
+            }
+            Op::MarkLayoutSynced { skew } => {
+                Command::MarkLayoutSynced { version: self.layout().map_or(0, |layout| layout.version) + skew }
+            }
             Op::Replay { back } => {
                 let Some((request, response)) = self.history.iter().rev().nth(*back).cloned() else { return };
                 let before = self.state.clone();
@@ -133,6 +215,8 @@ impl Harness {
         };
         let request = Request { request_id: RequestId(self.history.len() as u128 + 1), time_ms: self.clock, command };
         let before = self.state.clone();
+        let layout_before = self.layout();
+        let removed_before: BTreeSet<u64> = self.removed_nodes();
         let response = apply(&mut self.state, &request).unwrap();
         if let Response::Rejected(_) = response {
             let mut expected = before.clone();
@@ -142,7 +226,30 @@ impl Harness {
             actual.entries.retain(|k, _| k[0] != table::REQUEST && k[0] != table::REQUEST_TIME);
             assert_eq!(actual, expected, "a rejected command changes nothing: {request:?}");
         }
+        // A layout only ever advances by one version, and only when well formed.
+        match (layout_before.map(|l| l.version), self.layout()) {
+            (before, Some(after)) => {
+                assert!(after.is_well_formed(), "a malformed layout was stored");
+                assert!(after.version == before.unwrap_or(0) || Some(after.version) == before.map(|v| v + 1));
+            }
+            (Some(_), None) => panic!("the layout disappeared"),
+            (None, None) => {}
+        }
+        // A removed node stays removed.
+        assert!(removed_before.is_subset(&self.removed_nodes()), "a removed node came back: {request:?}");
         self.history.push((request, response));
+    }
+
+    fn layout(&self) -> Option<Layout> {
+        self.state.entries.get(&keys::layout()).map(|bytes| decode(bytes).unwrap())
+    }
+
+    fn removed_nodes(&self) -> BTreeSet<u64> {
+        self.table::<NodeRecord>(table::NODE)
+            .into_iter()
+            .filter(|(_, node)| node.state == NodeState::Removed)
+            .map(|(_, node)| node.id)
+            .collect()
     }
 
     fn table<T: serde::de::DeserializeOwned>(&self, prefix: u8) -> Vec<(Vec<u8>, T)> {

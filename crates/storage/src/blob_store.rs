@@ -43,6 +43,10 @@ pub enum BlobError {
     /// An upload chunk did not start at the session's offset.
     #[error("chunk does not start at the upload's offset {current}")]
     UploadOffsetMismatch { current: u64 },
+    /// Too few of the nodes that hold or must hold the blob answered (a
+    /// replicated store during a failure); retry later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// The disk, or the body stream, failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
@@ -70,6 +74,7 @@ impl BlobError {
             | BlobError::TooLarge { .. }
             | BlobError::RangeNotSatisfiable { .. } => ErrorKind::InvalidArgument,
             BlobError::UploadOffsetMismatch { .. } => ErrorKind::Conflict,
+            BlobError::Unavailable(_) => ErrorKind::Unavailable,
             BlobError::Io(error) if error.kind() == std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
             BlobError::Io(_) => ErrorKind::Internal,
         }

@@ -46,7 +46,8 @@ fn rejection_error(rejection: Rejection) -> OciError {
         RejectionKind::ManifestUnknown => OciErrorCode::ManifestUnknown,
         RejectionKind::NameUnknown => OciErrorCode::NameUnknown,
         RejectionKind::Conflict => OciErrorCode::SizeInvalid,
-        RejectionKind::UserUnknown => OciErrorCode::Denied,
+        RejectionKind::UserUnknown | RejectionKind::NodeUnknown | RejectionKind::NodeRemoved => OciErrorCode::Denied,
+        RejectionKind::Invalid => OciErrorCode::Unsupported,
     };
     OciError::new(code, rejection.message).with_detail(detail)
 }
@@ -71,6 +72,8 @@ pub fn blob_error(error: BlobError, not_found: OciErrorCode) -> OciError {
             OciError::new(OciErrorCode::RangeInvalid, format!("chunk must start at offset {current}"))
                 .with_header(header::RANGE, header_value(&upload_range(current)))
         }
+        BlobError::Unavailable(message) => OciError::new(OciErrorCode::Unavailable, message)
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS)),
         other => OciError::internal(other),
     }
 }

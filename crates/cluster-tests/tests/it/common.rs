@@ -19,6 +19,30 @@ pub fn with_shared(cell: &'static SharedSandbox, test: impl FnOnce(&Sandbox) -> 
     run_printing_logs(sandbox, test);
 }
 
+/// Runs `test` against the module's shared cluster of `nodes` nodes, formed
+/// (every node a voter up to three, the layout synced) before the first test.
+pub fn with_shared_cluster(
+    cell: &'static SharedSandbox,
+    nodes: usize,
+    test: impl FnOnce(&Sandbox) -> anyhow::Result<()>,
+) {
+    let started = cell.get_or_init(|| {
+        let sandbox = Sandbox::builder().nodes(nodes).build().map_err(|e| format!("{e:#}"))?;
+        match sandbox.wait_until_formed(nodes.min(3), std::time::Duration::from_secs(60)) {
+            Ok(()) => Ok(sandbox),
+            Err(error) => {
+                sandbox.print_logs();
+                Err(format!("{error:#}"))
+            }
+        }
+    });
+    let sandbox = match started {
+        Ok(sandbox) => sandbox,
+        Err(error) => panic!("the cluster did not form: {error}"),
+    };
+    run_printing_logs(sandbox, test);
+}
+
 /// Runs `test`; on an error or a panic prints the tail of every node's log
 /// (the harness shows it for the failed test) and fails the test.
 pub fn run_printing_logs(sandbox: &Sandbox, test: impl FnOnce(&Sandbox) -> anyhow::Result<()>) {

@@ -1,6 +1,7 @@
 //! Black-box suites against real `flotilla` processes, driven by our own OCI
 //! client and by real clients (skopeo, oras-py). Numbered by area:
-//! 1x OCI distribution conformance and auth, 2x real clients, 3x durability.
+//! 1x OCI distribution conformance and auth, 2x real clients, 3x durability,
+//! 4x clusters (formation, any-node service, failover, partitions).
 //!
 //! Run: `cargo build -p flotilla-node --bin flotilla && cargo test -p flotilla-cluster-tests`
 //! (or `scripts/test.sh`, which also installs skopeo and oras-py).
@@ -17,3 +18,5 @@ mod t20_skopeo;
 mod t21_oras;
 mod t22_docker;
 mod t30_durability;
+mod t40_cluster;
+mod t41_failover;

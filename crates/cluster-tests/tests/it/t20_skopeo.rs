@@ -26,12 +26,12 @@ fn run(test: impl FnOnce(&Sandbox) -> anyhow::Result<()>) {
 }
 
 /// One image: its manifest and every blob it references.
-struct BuiltImage {
-    manifest: Manifest,
-    blobs: Vec<Blob>,
+pub(crate) struct BuiltImage {
+    pub(crate) manifest: Manifest,
+    pub(crate) blobs: Vec<Blob>,
 }
 
-fn build_image(layer_sizes: &[usize], architecture: &str) -> BuiltImage {
+pub(crate) fn build_image(layer_sizes: &[usize], architecture: &str) -> BuiltImage {
     let layers: Vec<_> = layer_sizes.iter().map(|&size| random_gzip_layer(size)).collect();
     let config = image_config(&layers, "linux", architecture);
     let layer_blobs: Vec<&Blob> = layers.iter().map(|l| &l.blob).collect();
@@ -41,7 +41,7 @@ fn build_image(layer_sizes: &[usize], architecture: &str) -> BuiltImage {
     BuiltImage { manifest, blobs }
 }
 
-fn write_image(layout: &mut OciLayout, image: &BuiltImage) -> anyhow::Result<()> {
+pub(crate) fn write_image(layout: &mut OciLayout, image: &BuiltImage) -> anyhow::Result<()> {
     for blob in &image.blobs {
         layout.add_blob(blob)?;
     }
@@ -55,7 +55,7 @@ fn skopeo(args: &[&str]) -> anyhow::Result<Finished> {
     tools::run(command, SKOPEO_TIMEOUT)?.expect_success()
 }
 
-fn copy_in(sandbox: &Sandbox, layout: &Path, tag: &str, destination: &str, all: bool) -> anyhow::Result<()> {
+pub(crate) fn copy_in(sandbox: &Sandbox, layout: &Path, tag: &str, destination: &str, all: bool) -> anyhow::Result<()> {
     let creds = format!("admin:{}", sandbox.admin_password());
     let source = format!("oci:{}:{tag}", layout.display());
     let mut args = vec!["copy", "--preserve-digests", "--dest-tls-verify=false", "--dest-creds", creds.as_str()];
@@ -66,7 +66,7 @@ fn copy_in(sandbox: &Sandbox, layout: &Path, tag: &str, destination: &str, all: 
     skopeo(&args).map(drop)
 }
 
-fn copy_out(sandbox: &Sandbox, source: &str, layout: &Path, tag: &str, all: bool) -> anyhow::Result<()> {
+pub(crate) fn copy_out(sandbox: &Sandbox, source: &str, layout: &Path, tag: &str, all: bool) -> anyhow::Result<()> {
     let creds = format!("admin:{}", sandbox.admin_password());
     let destination = format!("oci:{}:{tag}", layout.display());
     let mut args = vec!["copy", "--preserve-digests", "--src-tls-verify=false", "--src-creds", creds.as_str()];
@@ -78,7 +78,7 @@ fn copy_out(sandbox: &Sandbox, source: &str, layout: &Path, tag: &str, all: bool
 }
 
 /// Fails unless the layout at `dir` holds every blob byte-exact.
-fn assert_blobs_identical(dir: &Path, blobs: &[Blob], manifests: &[&Manifest]) -> anyhow::Result<()> {
+pub(crate) fn assert_blobs_identical(dir: &Path, blobs: &[Blob], manifests: &[&Manifest]) -> anyhow::Result<()> {
     for blob in blobs {
         let copied =
             read_blob(dir, &blob.digest)?.with_context(|| format!("blob {} did not come back", blob.digest))?;

@@ -51,17 +51,32 @@ fn oras_roundtrip(
     files: &[PathBuf],
     extra: &[&str],
 ) -> anyhow::Result<Value> {
+    oras_roundtrip_on(sandbox, 0, name, tag, outdir, files, extra)
+}
+
+/// Like [`oras_roundtrip`], against node `index` of the sandbox.
+pub(crate) fn oras_roundtrip_on(
+    sandbox: &Sandbox,
+    index: usize,
+    name: &str,
+    tag: &str,
+    outdir: &Path,
+    files: &[PathBuf],
+    extra: &[&str],
+) -> anyhow::Result<Value> {
     require_oras()?;
+    let node = sandbox.node(index);
+    let no_proxy = format!("127.0.0.1,localhost,{}", node.ip());
     let mut command = Command::new("python3");
     command
         .arg(script_path())
-        .args(["--host", &sandbox.node(0).host(), "--user", "admin", "--password", sandbox.admin_password()])
+        .args(["--host", &node.host(), "--user", "admin", "--password", sandbox.admin_password()])
         .args(["--repo", name, "--tag", tag])
         .arg("--outdir")
         .arg(outdir)
         .args(extra)
         .args(files)
-        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("NO_PROXY", no_proxy)
         .env_remove("HTTP_PROXY")
         .env_remove("http_proxy");
     let finished = tools::run(command, PYTHON_TIMEOUT)?.expect_success()?;
@@ -69,7 +84,7 @@ fn oras_roundtrip(
     serde_json::from_str(last_line).with_context(|| format!("oras script printed no JSON report:\n{}", finished.stdout))
 }
 
-fn write_files(dir: &Path, files: &[(&str, Vec<u8>)]) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn write_files(dir: &Path, files: &[(&str, Vec<u8>)]) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     files
         .iter()

@@ -8,6 +8,7 @@
 //! `PayloadTooLarge` (openraft sends fewer entries).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -41,6 +42,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a ping may go unanswered before the connection is dropped.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 flow-control windows: large enough that a blob stream between
+/// nodes is not paced by window updates on a fast link.
+const STREAM_WINDOW_BYTES: u32 = 4 << 20;
+const CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
 
 /// Channels to peers by address, shared by clones; connections are made lazily
 /// and re-established by tonic after a failure.
@@ -55,13 +60,7 @@ impl Channels {
         let channel = match channels.get(addr) {
             Some(channel) => channel.clone(),
             None => {
-                let channel = Endpoint::from_shared(format!("http://{addr}"))?
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .tcp_nodelay(true)
-                    .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-                    .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-                    .keep_alive_while_idle(true)
-                    .connect_lazy();
+                let channel = endpoint(addr)?.connect_lazy();
                 channels.insert(addr.to_owned(), channel.clone());
                 channel
             }
@@ -70,6 +69,34 @@ impl Channels {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
+}
+
+/// The address outgoing inter-node connections leave from; see [`set_source_address`].
+static SOURCE_ADDRESS: OnceLock<IpAddr> = OnceLock::new();
+
+/// Makes every outgoing inter-node connection of this process leave from
+/// `ip` (the node's RPC listen address), so that network rules can tell the
+/// nodes of one host apart (firewalls, fault injection between loopback
+/// nodes on 127.0.0.x). Set once, at start; an unspecified address is ignored.
+pub fn set_source_address(ip: IpAddr) {
+    if !ip.is_unspecified() {
+        let _ = SOURCE_ADDRESS.set(ip);
+    }
+}
+
+/// An endpoint to a peer's gRPC address (`host:port`) with the settings every
+/// inter-node channel shares: connect timeout, TCP_NODELAY, HTTP/2 keepalive,
+/// large flow-control windows for blob streams, and the source address.
+pub fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
+        .local_address(SOURCE_ADDRESS.get().copied()))
 }
 
 /// The channels of the free `rpc_*` functions, which have no owner to hold them.

@@ -7,6 +7,7 @@
 use flotilla_storage::Digest;
 
 use crate::command::RequestId;
+use crate::types::NodeId;
 
 /// Table prefixes. 0x00 is reserved for the openraft adapter's applied state.
 pub mod table {
@@ -22,6 +23,8 @@ pub mod table {
     pub const REQUEST: u8 = 0x09;
     pub const REQUEST_TIME: u8 = 0x0a;
     pub const SETTINGS: u8 = 0x0b;
+    pub const NODE: u8 = 0x0c;
+    pub const LAYOUT: u8 = 0x0d;
 }
 
 const SEPARATOR: u8 = 0x00;
@@ -132,6 +135,18 @@ pub fn request_time_parts(key: &[u8]) -> Option<(u64, RequestId)> {
 
 pub fn settings() -> Vec<u8> {
     with_prefix(table::SETTINGS, &[b"cluster"])
+}
+
+pub fn node(id: NodeId) -> Vec<u8> {
+    with_prefix(table::NODE, &[&id.to_be_bytes()])
+}
+
+pub fn node_prefix() -> Vec<u8> {
+    vec![table::NODE]
+}
+
+pub fn layout() -> Vec<u8> {
+    with_prefix(table::LAYOUT, &[b"current"])
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@
 //!   0x09 request       request id (u128 BE)        -> AppliedRequest
 //!   0x0a request_time  time_ms BE, request id      -> ()
 //!   0x0b settings      b"cluster"                  -> ClusterSettings
+//!   0x0c node          node id (u64 BE)            -> NodeRecord
+//!   0x0d layout        b"current"                  -> Layout
 //! ```
 
 pub mod keys;

@@ -7,7 +7,8 @@
 //! - a manifest's blobs must be linked in its repository, its index entries
 //!   must be manifests of its repository;
 //! - a blob recorded twice must have the same size;
-//! - deletes name something that exists.
+//! - deletes name something that exists;
+//! - a removed node stays removed; layouts advance one version at a time.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -17,7 +18,9 @@ use flotilla_storage::Digest;
 use super::keys;
 use super::records::{AppliedRequest, BlobRecord, LinkRecord, ManifestContent, ManifestRecord, RepoRecord, TagRecord};
 use super::{StateRead, StateWrite, StoreError};
+use crate::cluster::{Layout, NodeRecord, NodeState};
 use crate::command::{ClusterSettings, Command, PutManifest, Rejection, RejectionKind, Request, Response, UserRecord};
+use crate::types::NodeId;
 
 /// How long a request id is remembered for deduplicating retries (ms).
 /// Far longer than any client retry through an election.
@@ -73,7 +76,61 @@ fn execute(store: &mut impl StateWrite, request: &Request) -> Result<(), Refusal
         Command::PutManifest(manifest) => put_manifest(store, manifest, now),
         Command::DeleteManifest { repo, digest } => delete_manifest(store, repo, digest, now),
         Command::DeleteTag { repo, tag } => delete_tag(store, repo, tag),
+        Command::PutNode(node) => put_node(store, node),
+        Command::SetNodeState { id, state } => set_node_state(store, *id, *state),
+        Command::PutLayout(layout) => put_layout(store, layout),
+        Command::MarkLayoutSynced { version } => mark_layout_synced(store, *version),
     }
+}
+
+fn put_node(store: &mut impl StateWrite, node: &NodeRecord) -> Result<(), Refusal> {
+    let key = keys::node(node.id);
+    if let Some(existing) = get_json::<NodeRecord>(store, &key)? {
+        if existing.state == NodeState::Removed {
+            return Err(reject(RejectionKind::NodeRemoved, format!("node {} was removed", node.id), None));
+        }
+    }
+    put_json(store, key, node);
+    Ok(())
+}
+
+fn set_node_state(store: &mut impl StateWrite, id: NodeId, state: NodeState) -> Result<(), Refusal> {
+    let key = keys::node(id);
+    let Some(mut node) = get_json::<NodeRecord>(store, &key)? else {
+        return Err(reject(RejectionKind::NodeUnknown, format!("node {id} is not in the cluster"), None));
+    };
+    if node.state == NodeState::Removed && state != NodeState::Removed {
+        return Err(reject(RejectionKind::NodeRemoved, format!("node {id} was removed"), None));
+    }
+    node.state = state;
+    put_json(store, key, &node);
+    Ok(())
+}
+
+fn put_layout(store: &mut impl StateWrite, layout: &Layout) -> Result<(), Refusal> {
+    if !layout.is_well_formed() {
+        return Err(reject(RejectionKind::Invalid, "malformed layout", None));
+    }
+    let current = get_json::<Layout>(store, &keys::layout())?.map_or(0, |current| current.version);
+    if layout.version != current + 1 {
+        let message = format!("layout version {} does not follow {current}", layout.version);
+        return Err(reject(RejectionKind::Invalid, message, None));
+    }
+    put_json(store, keys::layout(), layout);
+    Ok(())
+}
+
+fn mark_layout_synced(store: &mut impl StateWrite, version: u64) -> Result<(), Refusal> {
+    let Some(mut layout) = get_json::<Layout>(store, &keys::layout())? else {
+        return Err(reject(RejectionKind::Invalid, "no layout", None));
+    };
+    if layout.version != version {
+        let message = format!("layout {version} is not current (current: {})", layout.version);
+        return Err(reject(RejectionKind::Invalid, message, None));
+    }
+    layout.previous = None;
+    put_json(store, keys::layout(), &layout);
+    Ok(())
 }
 
 fn put_settings(store: &mut impl StateWrite, settings: &ClusterSettings) -> Result<(), Refusal> {

@@ -1,0 +1,310 @@
+//! Failures of a minority: the leader killed mid-stream, a node down while
+//! the others keep serving and catching up by snapshot when it returns, a
+//! node cut off by the network that must not serve stale reads, and a node
+//! joining and another draining while clients push and pull. Each test has a
+//! cluster of its own.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use flotilla_cluster_tests::content::{Blob, ImageManifest, Manifest};
+use flotilla_cluster_tests::faults::{self, Partition};
+use flotilla_cluster_tests::{wait, OciClient, Sandbox};
+
+use crate::common::{repo, run_printing_logs};
+
+/// A formed cluster of `nodes` with extra `serve` arguments.
+fn cluster(nodes: usize, args: &[&str]) -> anyhow::Result<Sandbox> {
+    let mut builder = Sandbox::builder().nodes(nodes);
+    for arg in args {
+        builder = builder.arg(*arg);
+    }
+    let sandbox = builder.build()?;
+    sandbox.wait_until_formed(nodes.min(3), Duration::from_secs(60))?;
+    Ok(sandbox)
+}
+
+/// One small image; what a push acknowledged.
+#[derive(Debug, Clone)]
+struct Pushed {
+    name: String,
+    tag: String,
+    manifest: Manifest,
+    layer: Blob,
+}
+
+/// Pushes a fresh two-blob image and tags it: the acknowledged result, or the
+/// first failure (a real client would retry; the caller decides).
+fn push_image(client: &OciClient, name: &str, tag: &str, annotation_bytes: usize) -> anyhow::Result<Pushed> {
+    let config = Blob::random_config();
+    let layer = Blob::random_layer(2048);
+    client.push_blob_monolithic(name, &config.bytes)?;
+    client.push_blob_monolithic(name, &layer.bytes)?;
+    let mut manifest = ImageManifest::new(&config, &[&layer]);
+    if annotation_bytes > 0 {
+        manifest = manifest.annotation("org.example.padding", &"x".repeat(annotation_bytes));
+    }
+    let manifest = manifest.build();
+    client.push_manifest(name, tag, &manifest)?.expect_status(201)?;
+    Ok(Pushed { name: name.to_owned(), tag: tag.to_owned(), manifest, layer })
+}
+
+/// Fails unless `client`'s node serves the pushed image: tag, manifest and layer.
+fn assert_serves(client: &OciClient, pushed: &Pushed, node: &str) -> anyhow::Result<()> {
+    let manifest = client.get_manifest(&pushed.name, &pushed.tag)?;
+    let manifest = manifest.expect_status(200).with_context(|| format!("{node}: {}:{}", pushed.name, pushed.tag))?;
+    ensure!(manifest.body == pushed.manifest.bytes, "{node}: manifest of {} differs", pushed.tag);
+    let layer = client.get_blob(&pushed.name, &pushed.layer.digest)?.expect_status(200)?;
+    ensure!(layer.body == pushed.layer.bytes, "{node}: layer of {} differs", pushed.tag);
+    Ok(())
+}
+
+#[test]
+fn killing_the_leader_during_pushes_loses_no_acknowledged_push() {
+    let sandbox = cluster(3, &[]).expect("cluster");
+    run_printing_logs(&sandbox, |sandbox| {
+        let leader = sandbox.leader_index(0)?;
+        let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+        let name = repo("t41", "leader-kill");
+        let acknowledged = Arc::new(Mutex::new(Vec::<(Instant, Pushed)>::new()));
+        let failures = Arc::new(Mutex::new(Vec::<(Instant, String)>::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = followers
+            .iter()
+            .map(|&index| {
+                let client = sandbox.node(index).client(sandbox.admin_credentials());
+                let (name, acknowledged, failures, stop) =
+                    (name.clone(), acknowledged.clone(), failures.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        n += 1;
+                        match push_image(&client, &name, &format!("n{index}-{n}"), 0) {
+                            Ok(pushed) => acknowledged.lock().unwrap().push((Instant::now(), pushed)),
+                            Err(error) => failures.lock().unwrap().push((Instant::now(), format!("{error:#}"))),
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(2));
+        let killed_at = Instant::now();
+        sandbox.node(leader).kill9();
+        std::thread::sleep(Duration::from_secs(6));
+        stop.store(true, Ordering::SeqCst);
+        for writer in writers {
+            writer.join().expect("writer thread");
+        }
+
+        let acknowledged = acknowledged.lock().unwrap().clone();
+        let before = acknowledged.iter().filter(|(at, _)| *at < killed_at).count();
+        let first_after = acknowledged.iter().map(|(at, _)| *at).filter(|at| *at > killed_at).min();
+        let failover = first_after.context("no push succeeded after the leader died")? - killed_at;
+        eprintln!(
+            "pushes acknowledged: {} ({before} before the kill); failed attempts: {}; first write after kill: {failover:?}",
+            acknowledged.len(),
+            failures.lock().unwrap().len()
+        );
+        ensure!(before > 0, "no push succeeded before the kill");
+        ensure!(failover < Duration::from_secs(5), "writes resumed only after {failover:?}");
+
+        for &index in &followers {
+            let client = sandbox.node(index).client(sandbox.admin_credentials());
+            for (_, pushed) in &acknowledged {
+                assert_serves(&client, pushed, &format!("survivor {index}"))?;
+            }
+        }
+        sandbox.node(leader).restart()?;
+        let client = sandbox.node(leader).client(sandbox.admin_credentials());
+        for (_, pushed) in &acknowledged {
+            assert_serves(&client, pushed, "the restarted old leader")?;
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn with_one_node_down_the_others_serve_and_it_catches_up_by_snapshot() {
+    // Snapshots every 40 entries, sent in 16 KiB chunks: a node away for a
+    // few dozen pushes must be brought back by a multi-chunk snapshot.
+    let sandbox = cluster(3, &["--raft-snapshot-logs", "40", "--raft-snapshot-chunk-bytes", "16384"]).expect("cluster");
+    run_printing_logs(&sandbox, |sandbox| {
+        let leader = sandbox.leader_index(0)?;
+        let down = (leader + 1) % 3;
+        let up = (leader + 2) % 3;
+        sandbox.node(down).kill9();
+
+        let name = repo("t41", "one-down");
+        let client = sandbox.node(up).client(sandbox.admin_credentials());
+        let mut pushed = Vec::new();
+        for n in 0..40 {
+            // 2 KiB of annotation per manifest makes the snapshot several chunks.
+            pushed.push(push_image(&client, &name, &format!("v{n}"), 2048)?);
+        }
+        let leader_client = sandbox.node(leader).client(sandbox.admin_credentials());
+        for image in &pushed {
+            assert_serves(&leader_client, image, "leader")?;
+        }
+
+        sandbox.node(down).restart()?;
+        let returned = sandbox.node(down).client(sandbox.admin_credentials());
+        for image in &pushed {
+            assert_serves(&returned, image, "the returned node")?;
+        }
+        let log = std::fs::read_to_string(sandbox.node(down).log_path())?;
+        ensure!(log.contains("installed snapshot"), "the returned node caught up without a snapshot install");
+        let chunks = std::fs::read_dir(sandbox.node(down).data_dir().join("snapshots"))?.count();
+        ensure!(chunks > 0, "no snapshot file on the returned node");
+        wait::until("the returned node to apply what the leader applied", Duration::from_secs(20), || {
+            let ours = sandbox.cluster_get(down, "state").map(|s| s["last_applied"].as_u64());
+            let theirs = sandbox.cluster_get(leader, "state").map(|s| s["last_applied"].as_u64());
+            matches!((ours, theirs), (Ok(Some(a)), Ok(Some(b))) if a + 5 >= b)
+        })?;
+        Ok(())
+    });
+}
+
+#[test]
+fn a_node_cut_off_from_the_others_never_serves_a_stale_tag() {
+    if !faults::available() {
+        panic!("this test needs root and iptables to cut loopback nodes apart");
+    }
+    let sandbox = cluster(3, &[]).expect("cluster");
+    run_printing_logs(&sandbox, |sandbox| {
+        let leader = sandbox.leader_index(0)?;
+        let cut = (leader + 1) % 3;
+        let other = (leader + 2) % 3;
+        let name = repo("t41", "stale");
+        let leader_client = sandbox.node(leader).client(sandbox.admin_credentials());
+        let first = push_image(&leader_client, &name, "moving", 0)?;
+        let cut_client = sandbox.node(cut).client(sandbox.admin_credentials());
+        assert_serves(&cut_client, &first, "the node before the cut")?;
+
+        let partition = Partition::isolate(sandbox.node(cut), &[sandbox.node(leader), sandbox.node(other)])?;
+        let second = push_image(&leader_client, &name, "moving", 0)?;
+        // The cut-off node must answer with the new digest or an error, never the old one.
+        let deadline = Instant::now() + Duration::from_secs(4);
+        let mut refused = 0;
+        while Instant::now() < deadline {
+            let reply = cut_client.get_manifest(&name, "moving")?;
+            match reply.status {
+                200 => ensure!(
+                    reply.header("docker-content-digest") == Some(second.manifest.digest.as_str()),
+                    "the cut-off node served the stale digest"
+                ),
+                503 => refused += 1,
+                status => anyhow::bail!("unexpected status {status} from the cut-off node"),
+            }
+        }
+        ensure!(refused > 0, "the cut-off node never said it could not confirm the read");
+        partition.heal();
+        wait::until("the healed node to serve the new tag", Duration::from_secs(30), || {
+            cut_client.get_manifest(&name, "moving").is_ok_and(|reply| {
+                reply.status == 200 && reply.header("docker-content-digest") == Some(second.manifest.digest.as_str())
+            })
+        })?;
+        Ok(())
+    });
+}
+
+#[test]
+fn a_fourth_node_joins_and_another_drains_while_clients_push_and_pull() {
+    let mut sandbox = cluster(3, &[]).expect("cluster");
+    let leader = sandbox.leader_index(0).expect("leader");
+    // Clients stay on the leader and on the node that joins; the drained node
+    // is neither.
+    let drained = (1..3).find(|i| *i != leader).expect("a follower other than node 0");
+    let name = repo("t41", "join-drain");
+    let seed = push_image(&sandbox.node(leader).client(sandbox.admin_credentials()), &name, "seed", 0).expect("seed");
+    let pushed = Arc::new(Mutex::new(vec![seed]));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let client = sandbox.node(leader).client(sandbox.admin_credentials());
+        let (name, pushed, failures, stop) = (name.clone(), pushed.clone(), failures.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                match push_image(&client, &name, &format!("w{n}"), 0) {
+                    Ok(image) => pushed.lock().unwrap().push(image),
+                    Err(error) => failures.lock().unwrap().push(format!("push {n}: {error:#}")),
+                }
+                let images = pushed.lock().unwrap().clone();
+                let image = &images[n % images.len()];
+                if let Err(error) = assert_serves(&client, image, "leader") {
+                    failures.lock().unwrap().push(format!("pull: {error:#}"));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+
+    sandbox.add_node().expect("a fourth node joins");
+    run_printing_logs(&sandbox, |sandbox| {
+        wait::until_some(
+            "node 4 to own partitions in a synced layout",
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            || {
+                let state = sandbox.cluster_get(0, "state").map_err(|e| format!("{e:#}"))?;
+                let node4 = state["nodes"].as_array().and_then(|nodes| nodes.iter().find(|n| n["id"] == 4).cloned());
+                let owns = node4.as_ref().is_some_and(|n| n["partitions"].as_u64().unwrap_or(0) > 0);
+                let synced = state["layout"]["sync_state"] == "synced";
+                if owns && synced {
+                    Ok(Some(()))
+                } else {
+                    Err(format!("{state}"))
+                }
+            },
+        )?;
+        let state = sandbox.cluster_get(0, "state")?;
+        let node4 = state["nodes"].as_array().unwrap().iter().find(|n| n["id"] == 4).unwrap().clone();
+        assert_eq!(node4["role"], "learner", "the fourth node stays non-voting with voters = 3: {node4}");
+        // R = 3 over 4 equal nodes: each owns three quarters of the partitions.
+        let owned = node4["partitions"].as_u64().unwrap();
+        ensure!((740..=796).contains(&owned), "node 4 owns {owned} of 1024 partitions");
+
+        let http = reqwest::blocking::Client::builder().no_proxy().build()?;
+        let drain_url = format!("{}/_cluster/nodes/{}/drain", sandbox.node(leader).base_url(), drained + 1);
+        let reply = http.post(&drain_url).basic_auth("admin", Some(sandbox.admin_password())).send()?;
+        ensure!(reply.status() == 202, "drain answered {}", reply.status());
+        wait::until_some(
+            "the drained node to be removed",
+            Duration::from_secs(90),
+            Duration::from_millis(200),
+            || {
+                let state = sandbox.cluster_get(leader, "state").map_err(|e| format!("{e:#}"))?;
+                let nodes = state["nodes"].as_array().cloned().unwrap_or_default();
+                let gone = nodes
+                    .iter()
+                    .any(|n| n["id"] == drained as u64 + 1 && n["state"] == "removed" && n["role"] == "none");
+                let voters = nodes.iter().filter(|n| n["role"] == "voter").count();
+                if gone && voters == 3 {
+                    Ok(Some(()))
+                } else {
+                    Err(format!("{state}"))
+                }
+            },
+        )?;
+        std::thread::sleep(Duration::from_secs(1));
+        Ok(())
+    });
+    stop.store(true, Ordering::SeqCst);
+    worker.join().expect("worker");
+    run_printing_logs(&sandbox, |sandbox| {
+        let failures = failures.lock().unwrap();
+        ensure!(failures.is_empty(), "client operations failed during join and drain: {failures:#?}");
+        let images = pushed.lock().unwrap().clone();
+        ensure!(images.len() > 5, "too few pushes ran: {}", images.len());
+        for index in (0..4).filter(|i| *i != drained) {
+            let client = sandbox.node(index).client(sandbox.admin_credentials());
+            for image in &images {
+                assert_serves(&client, image, &format!("node {index}"))?;
+            }
+        }
+        Ok(())
+    });
+}
