@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # The target directory lives outside the checkout so CI's fresh clones reuse it.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/flotilla-target}"
 ./scripts/check-layers.sh
-cargo build --quiet -p flotilla-node --bin flotilla
+# The same feature set as `cargo test --workspace`, so the binary is built once.
+cargo build --quiet --workspace --all-targets
 export FLOTILLA_BIN="$CARGO_TARGET_DIR/debug/flotilla"
 cargo test --workspace --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/flotilla-test.log"
 exit "${PIPESTATUS[0]}"

@@ -1,6 +1,6 @@
 //! The OCI Distribution Spec v1.1 on `/v2/`.
 //!
-//! One route table ([`route::OciRoute`]) parses the path; [`dispatch`] pairs it
+//! One route table ([`route::OciRoute`]) parses the path; `dispatch` pairs it
 //! with the method and calls the handler of one resource file.
 
 pub mod access;
