@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
+use crate::cluster::cli::ClusterArgs;
 use crate::content::MIB;
 
 /// One gibibyte.
@@ -41,10 +42,14 @@ impl Target {
 
 /// Benchmarks Flotilla and CNCF distribution 2.8 (`docker-registry`) side by
 /// side on loopback with the same client, and prints a markdown table of each
-/// metric and the ratio Flotilla/docker-registry.
+/// metric and the ratio Flotilla/docker-registry. `flotilla-bench cluster`
+/// benchmarks a Flotilla cluster instead.
 #[derive(Debug, Parser)]
-#[command(name = "flotilla-bench", version)]
+#[command(name = "flotilla-bench", version, args_conflicts_with_subcommands = true)]
 pub struct Args {
+    /// Without a subcommand: the single-node comparison with docker-registry.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Smoke-run sizes: 4 × 64 MiB blobs, 3 s operation phases, 256 MiB
     /// machine-limit probes, a 1 GiB huge blob (explicit flags still win).
     #[arg(long)]
@@ -108,6 +113,15 @@ pub struct Args {
     /// Seconds a registry may take to become ready.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub ready_timeout_secs: u64,
+}
+
+/// The other benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Starts a 3- or 5-node Flotilla cluster on loopback and measures follower-read
+    /// scaling, concurrent manifest writes, large-blob pushes with R copies, and
+    /// leader failover (see docs/benchmarks.md).
+    Cluster(ClusterArgs),
 }
 
 /// Sizes and counts of the large-blob push/pull phase.
@@ -197,7 +211,7 @@ impl From<Args> for Plan {
 
 /// `$CARGO_TARGET_DIR/release/flotilla`, the target dir defaulting to the
 /// project's `$HOME/.cache/flotilla-target`.
-fn default_flotilla_bin() -> PathBuf {
+pub fn default_flotilla_bin() -> PathBuf {
     let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| {
         let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
         home.join(".cache/flotilla-target")
@@ -230,6 +244,15 @@ mod tests {
         let plan = plan(&["--only", "docker-registry", "--skip-huge"]);
         assert_eq!(plan.targets, vec![Target::DockerRegistry]);
         assert_eq!(plan.huge_bytes, None);
+    }
+
+    #[test]
+    fn no_subcommand_is_the_comparison() {
+        let args = Args::try_parse_from(["flotilla-bench", "--quick"]).unwrap();
+        assert!(args.command.is_none());
+        let args = Args::try_parse_from(["flotilla-bench", "cluster", "--quick"]).unwrap();
+        assert!(matches!(args.command, Some(Command::Cluster(_))));
+        assert!(Args::try_parse_from(["flotilla-bench", "--blobs", "2", "cluster"]).is_err());
     }
 
     #[test]

@@ -12,12 +12,17 @@
 //! 4. ingest efficiency: push throughput ÷ the lower of those limits;
 //! 5. peak RSS of the registry while a huge blob streams in.
 //!
+//! `flotilla-bench cluster` benchmarks a loopback Flotilla cluster instead
+//! (follower reads, writes, replicated pushes, leader failover; see
+//! the `cluster` module).
+//!
 //! Blob content is generated from a seeded PRNG chunk by chunk, twice (once
 //! for the digest, once on the wire), so the client never buffers a blob.
 //! See `docs/benchmarks.md`.
 
 mod cli;
 mod client;
+mod cluster;
 mod content;
 mod large;
 mod limits;
@@ -29,11 +34,15 @@ mod run;
 
 use clap::Parser;
 
-use cli::{Args, Plan};
+use cli::{Args, Command, Plan};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let plan = Plan::from(Args::parse());
+    let mut args = Args::parse();
+    if let Some(Command::Cluster(cluster)) = args.command.take() {
+        return cluster::main(cluster).await;
+    }
+    let plan = Plan::from(args);
     // On Ctrl-C the run is dropped: registries are killed, the work dir removed.
     let report = tokio::select! {
         report = run::run(&plan) => report?,

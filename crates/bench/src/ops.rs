@@ -214,7 +214,7 @@ async fn run_client(client: RegistryClient, probes: Arc<Vec<Probe>>, worker: usi
 }
 
 /// The `quantile` of sorted microsecond samples, in milliseconds (0 if none).
-fn percentile_ms(sorted_us: &[u32], quantile: f64) -> f64 {
+pub(crate) fn percentile_ms(sorted_us: &[u32], quantile: f64) -> f64 {
     if sorted_us.is_empty() {
         return 0.0;
     }

@@ -166,7 +166,7 @@ fn free_ports() -> anyhow::Result<[u16; 3]> {
 
 /// Has the kernel kill the child when the benchmark dies, so an interrupted
 /// run leaves no registry behind.
-fn die_with_parent(command: &mut Command) {
+pub(crate) fn die_with_parent(command: &mut Command) {
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
         command.pre_exec(|| {
@@ -178,7 +178,7 @@ fn die_with_parent(command: &mut Command) {
     }
 }
 
-fn read_tail(path: &Path) -> std::io::Result<String> {
+pub(crate) fn read_tail(path: &Path) -> std::io::Result<String> {
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
     file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)))?;

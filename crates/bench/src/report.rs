@@ -200,7 +200,7 @@ impl Report {
     }
 }
 
-fn format_value(value: Option<f64>, decimals: usize) -> String {
+pub(crate) fn format_value(value: Option<f64>, decimals: usize) -> String {
     match value {
         Some(value) => format!("{value:.decimals$}"),
         None => "—".to_owned(),

@@ -53,7 +53,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     Ok(Report { plan: plan.clone(), limits, machine, results })
 }
 
-async fn measure_limits(dir: &Path, probe_bytes: u64) -> anyhow::Result<Limits> {
+pub(crate) async fn measure_limits(dir: &Path, probe_bytes: u64) -> anyhow::Result<Limits> {
     progress(format!("machine limits: {} MiB fsync'd write, {} MiB sha256", probe_bytes / MIB, probe_bytes / MIB));
     flush_page_cache_writes();
     let dir = dir.to_owned();
@@ -167,7 +167,7 @@ async fn measure_small_ops(client: &RegistryClient, plan: &Plan, name: &str) -> 
 }
 
 /// Busy cores make both registries look slower, unevenly: say so up front.
-fn warn_if_busy(load_average_1m: Option<f64>) {
+pub(crate) fn warn_if_busy(load_average_1m: Option<f64>) {
     if let Some(load) = load_average_1m.filter(|load| *load > BUSY_LOAD_AVERAGE) {
         progress(format!(
             "warning: 1-minute load average {load:.2}: other work shares the cores; results will be noisy"
@@ -176,12 +176,12 @@ fn warn_if_busy(load_average_1m: Option<f64>) {
 }
 
 /// Writes back dirty pages so one phase does not pay for the previous one's writes.
-fn flush_page_cache_writes() {
+pub(crate) fn flush_page_cache_writes() {
     // SAFETY: sync(2) takes no arguments and cannot fail.
     unsafe { libc::sync() };
 }
 
 /// A progress line on stderr (stdout carries only the report).
-fn progress(message: impl AsRef<str>) {
+pub(crate) fn progress(message: impl AsRef<str>) {
     eprintln!("flotilla-bench: {}", message.as_ref());
 }

@@ -1,0 +1,319 @@
+//! The results of a cluster run and their markdown rendering: the run's
+//! context (nodes, cores, sizes, durations), then one table per measurement
+//! with the project's target next to each number.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::blobs::BlobsResult;
+use super::cli::ClusterPlan;
+use super::failover::FailoverResult;
+use super::reads::ReadsResult;
+use super::stats::LatencyStats;
+use crate::content::MIB;
+use crate::limits::Limits;
+use crate::report::{format_value, MachineLoad};
+
+/// Follower reads should at least double the leader's read rate.
+pub const READ_SCALING_TARGET: f64 = 2.0;
+/// p99 of kill → first write, milliseconds.
+pub const FAILOVER_P99_TARGET_MS: f64 = 1500.0;
+
+/// Everything measured in one cluster run (`None`: skipped).
+#[derive(Debug, Serialize)]
+pub struct ClusterReport {
+    pub plan: ClusterPlan,
+    pub machine: MachineLoad,
+    pub limits: Limits,
+    /// The layout's replication factor R.
+    pub replication_factor: u32,
+    /// Start of the nodes until the cluster first formed, seconds.
+    pub formation_secs: f64,
+    pub reads: Option<ReadsResult>,
+    pub writes: Option<LatencyStats>,
+    pub blobs: Option<BlobsResult>,
+    pub failover: Option<FailoverResult>,
+    pub total_secs: f64,
+}
+
+impl ClusterReport {
+    /// The markdown printed on stdout.
+    pub fn to_markdown(&self) -> String {
+        let mut out = String::new();
+        self.write_header(&mut out);
+        if let Some(reads) = &self.reads {
+            self.write_reads(&mut out, reads);
+        }
+        self.write_summary(&mut out);
+        self.write_errors(&mut out);
+        out
+    }
+
+    fn write_header(&self, out: &mut String) {
+        let plan = &self.plan;
+        let machine = &self.machine;
+        let _ = writeln!(out, "## Flotilla cluster: {} nodes on loopback\n", plan.nodes);
+        let _ = writeln!(
+            out,
+            "{} nodes (all voters, R = {}), the client and the nodes on one machine with {} cores (1-minute load \
+             average {} at the start, {} at the end). Reads: {} clients × {} s per phase over {} tagged manifests. \
+             Writes: {} clients × {} s. Large blobs: {} × {} MiB over {} streams. Failover: {} trials, a write every \
+             {} ms with a {} ms deadline. The cluster formed in {:.1} s; the run took {:.0} s.\n",
+            plan.nodes,
+            self.replication_factor,
+            machine.cores,
+            format_value(machine.load_average_1m_start, 2),
+            format_value(machine.load_average_1m_end, 2),
+            plan.reads.concurrency,
+            plan.reads.phase_secs,
+            plan.reads.manifests,
+            plan.writers,
+            plan.write_secs,
+            plan.large.blobs,
+            plan.large.blob_bytes / MIB,
+            plan.large.streams,
+            plan.failover.trials,
+            plan.failover.write_interval_ms,
+            plan.failover.request_timeout_ms,
+            self.formation_secs,
+            self.total_secs,
+        );
+    }
+
+    fn write_reads(&self, out: &mut String, reads: &ReadsResult) {
+        let nodes = self.plan.nodes;
+        let _ = writeln!(
+            out,
+            "### Follower reads (linearizable, by tag)\n\n| Metric | leader only (node {}) | spread over {nodes} nodes \
+             | spread ÷ leader only |\n|---|---:|---:|---:|",
+            reads.leader
+        );
+        for pair in &reads.pairs {
+            let label = pair.kind.label();
+            let (leader, spread) = (&pair.leader_only, &pair.spread);
+            let _ = writeln!(
+                out,
+                "| {label}, ops/s | {:.0} | {:.0} | {} |",
+                leader.ops_per_sec,
+                spread.ops_per_sec,
+                format_times(pair.scaling)
+            );
+            let _ = writeln!(out, "| {label} p50, ms | {:.2} | {:.2} | |", leader.p50_ms, spread.p50_ms);
+            let _ = writeln!(out, "| {label} p99, ms | {:.2} | {:.2} | |", leader.p99_ms, spread.p99_ms);
+            let _ = writeln!(out, "| {label} failed requests | {} | {} | |", leader.errors, spread.errors);
+        }
+        out.push('\n');
+    }
+
+    fn write_summary(&self, out: &mut String) {
+        let _ = writeln!(out, "### Summary\n\n| Metric | Value | Target |\n|---|---:|---|");
+        if let Some(reads) = &self.reads {
+            for pair in &reads.pairs {
+                let _ = writeln!(
+                    out,
+                    "| {} scaling, spread ÷ leader only | {} | ≥ {READ_SCALING_TARGET:.0}× ({}) |",
+                    pair.kind.label(),
+                    format_times(pair.scaling),
+                    verdict(pair.scaling.map(|scaling| scaling >= READ_SCALING_TARGET))
+                );
+            }
+        }
+        if let Some(writes) = &self.writes {
+            let writers = self.plan.writers;
+            let _ = writeln!(out, "| Tag + manifest writes, {writers} clients, ops/s | {:.0} | |", writes.ops_per_sec);
+            let _ = writeln!(out, "| Tag + manifest write p50, ms | {:.2} | |", writes.p50_ms);
+            let _ = writeln!(out, "| Tag + manifest write p99, ms | {:.2} | |", writes.p99_ms);
+            let _ = writeln!(
+                out,
+                "| Failed writes | {} | 0 ({}) |",
+                writes.errors,
+                verdict(Some(writes.errors == 0 && writes.ops > 0))
+            );
+        }
+        if let Some(blobs) = &self.blobs {
+            let replicas = blobs.replicas;
+            let _ = writeln!(out, "| Large-blob push, R = {replicas}, MiB/s | {:.1} | |", blobs.push.mib_s);
+            let _ = writeln!(
+                out,
+                "| fsync'd disk write ÷ {replicas}, MiB/s | {:.1} | |\n| Push ÷ (disk ÷ {replicas}) | {} | |",
+                blobs.disk_share_mib_s,
+                format_value(blobs.ratio, 2)
+            );
+        }
+        if let Some(failover) = &self.failover {
+            let spread = failover.spread.as_ref();
+            let trials = failover.trials.len();
+            let recovered = spread.map_or(0, |spread| spread.samples);
+            let _ = writeln!(out, "| Failover trials recovered | {recovered} of {trials} | all |");
+            for (label, value) in [
+                ("min", spread.map(|s| s.min_ms)),
+                ("p50", spread.map(|s| s.p50_ms)),
+                ("p99", spread.map(|s| s.p99_ms)),
+                ("max", spread.map(|s| s.max_ms)),
+            ] {
+                let target = if label == "p99" {
+                    let met = spread.map(|s| s.p99_ms < FAILOVER_P99_TARGET_MS && failover.timed_out == 0);
+                    format!(" < {FAILOVER_P99_TARGET_MS:.0} ({}) ", verdict(met))
+                } else {
+                    " ".to_owned()
+                };
+                let _ = writeln!(
+                    out,
+                    "| Failover, kill → first write, {label}, ms | {} |{target}|",
+                    format_value(value, 0)
+                );
+            }
+        }
+        let limits = &self.limits;
+        let _ = writeln!(
+            out,
+            "\nMachine limits in the same run: sequential write of {} MiB + fsync {:.1} MiB/s, SHA-256 on one core \
+             {:.1} MiB/s. Every node shares the {} cores and the disk: on a small machine CPU, not the cluster, may \
+             cap read scaling.\n",
+            limits.probe_bytes / MIB,
+            limits.disk_fsync_write_mib_s,
+            limits.sha256_single_core_mib_s,
+            self.machine.cores
+        );
+    }
+
+    fn write_errors(&self, out: &mut String) {
+        if let Some(reads) = &self.reads {
+            for pair in &reads.pairs {
+                for (how, phase) in [("leader only", &pair.leader_only), ("spread", &pair.spread)] {
+                    if let Some(error) = &phase.first_error {
+                        let _ =
+                            writeln!(out, "- {} ({how}): {} failed; first: {error}", pair.kind.label(), phase.errors);
+                    }
+                }
+            }
+        }
+        if let Some(error) = self.writes.as_ref().and_then(|writes| writes.first_error.as_ref()) {
+            let _ = writeln!(out, "- writes: {} failed; first: {error}", self.writes.as_ref().map_or(0, |w| w.errors));
+        }
+        for (number, trial) in self.failover.iter().flat_map(|failover| failover.trials.iter().enumerate()) {
+            if trial.failover_ms.is_none() {
+                let error = trial.first_error.as_deref().unwrap_or("no answer");
+                let _ = writeln!(out, "- failover trial {}: no write succeeded; first error: {error}", number + 1);
+            }
+        }
+    }
+}
+
+/// `2.31×`, or a dash.
+fn format_times(value: Option<f64>) -> String {
+    value.map_or_else(|| "—".to_owned(), |value| format!("{value:.2}×"))
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "not met",
+        None => "—",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Args, Command};
+    use crate::cluster::failover::Trial;
+    use crate::cluster::reads::ReadPair;
+    use crate::cluster::stats::{Spread, Tally};
+    use crate::large::Throughput;
+    use crate::ops::{OpKind, PhaseResult};
+
+    fn phase(kind: OpKind, ops_per_sec: f64) -> PhaseResult {
+        PhaseResult {
+            kind,
+            ops: 100,
+            errors: 0,
+            seconds: 1.0,
+            ops_per_sec,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            first_error: None,
+        }
+    }
+
+    fn trial(failover_ms: Option<f64>) -> Trial {
+        Trial {
+            killed: 1,
+            writer_node: 2,
+            failover_ms,
+            failed_writes: 3,
+            first_error: Some("503".into()),
+            new_leader: 2,
+            reform_secs: 4.0,
+        }
+    }
+
+    #[test]
+    fn markdown_has_every_measurement_and_verdict() {
+        let Some(Command::Cluster(args)) = Args::parse_from(["flotilla-bench", "cluster", "--quick"]).command else {
+            panic!("no cluster subcommand");
+        };
+        let mut writes = Tally::default();
+        writes.success(Duration::from_millis(5));
+        let report = ClusterReport {
+            plan: ClusterPlan::from(args),
+            machine: MachineLoad { cores: 2, load_average_1m_start: Some(0.5), load_average_1m_end: None },
+            limits: Limits { probe_bytes: 256 * MIB, disk_fsync_write_mib_s: 300.0, sha256_single_core_mib_s: 1000.0 },
+            replication_factor: 3,
+            formation_secs: 2.0,
+            reads: Some(ReadsResult {
+                leader: 1,
+                pairs: vec![ReadPair {
+                    kind: OpKind::ManifestGet,
+                    leader_only: phase(OpKind::ManifestGet, 1000.0),
+                    spread: phase(OpKind::ManifestGet, 2500.0),
+                    scaling: Some(2.5),
+                }],
+            }),
+            writes: Some(writes.into_stats(1.0)),
+            blobs: Some(BlobsResult {
+                push: Throughput { bytes: 100 * MIB, seconds: 1.0, mib_s: 100.0 },
+                replicas: 3,
+                disk_share_mib_s: 100.0,
+                ratio: Some(1.0),
+            }),
+            failover: Some(FailoverResult {
+                trials: vec![trial(Some(800.0)), trial(None)],
+                spread: Spread::of(&[Duration::from_millis(800)]),
+                timed_out: 1,
+                seconds: 20.0,
+            }),
+            total_secs: 60.0,
+        };
+        let markdown = report.to_markdown();
+        for expected in [
+            "## Flotilla cluster: 3 nodes on loopback",
+            "with 2 cores",
+            "| Manifest GET (by tag), ops/s | 1000 | 2500 | 2.50× |",
+            "| Manifest GET (by tag) scaling, spread ÷ leader only | 2.50× | ≥ 2× (met) |",
+            "| Failed writes | 0 | 0 (met) |",
+            "| Large-blob push, R = 3, MiB/s | 100.0 | |",
+            "| Push ÷ (disk ÷ 3) | 1.00 | |",
+            "| Failover trials recovered | 1 of 2 | all |",
+            "| Failover, kill → first write, p99, ms | 800 | < 1500 (not met) |",
+            "- failover trial 2: no write succeeded; first error: 503",
+        ] {
+            assert!(markdown.contains(expected), "{expected:?} missing from:\n{markdown}");
+        }
+        assert!(serde_json::to_string(&report).unwrap().contains("\"failover_ms\":800.0"));
+    }
+
+    #[test]
+    fn formatting() {
+        assert_eq!(format_times(Some(2.314)), "2.31×");
+        assert_eq!(format_times(None), "—");
+        assert_eq!(verdict(Some(true)), "met");
+        assert_eq!(verdict(Some(false)), "not met");
+        assert_eq!(verdict(None), "—");
+    }
+}
