@@ -28,6 +28,35 @@ impl Sandbox {
         Ok(leader as usize - 1)
     }
 
+    /// The liveness gossip reports for node `index` (`alive`, `suspect`,
+    /// `down`, `unknown`), as node `asking` sees it.
+    pub fn liveness_of(&self, asking: usize, index: usize) -> anyhow::Result<String> {
+        let node = self.cluster_get(asking, &format!("nodes/{}", index + 1))?;
+        node["liveness"].as_str().map(str::to_owned).context("no liveness in the node view")
+    }
+
+    /// Waits until every node in `asking` reports `liveness` for node `index`;
+    /// how long that took.
+    pub fn wait_for_liveness(
+        &self,
+        asking: &[usize],
+        index: usize,
+        liveness: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Duration> {
+        let started = std::time::Instant::now();
+        wait::until_some(&format!("node {index} to be {liveness}"), timeout, Duration::from_millis(100), || {
+            for &at in asking {
+                let seen = self.liveness_of(at, index).map_err(|e| format!("{e:#}"))?;
+                if seen != liveness {
+                    return Err(format!("node {at} sees node {index} as {seen}"));
+                }
+            }
+            Ok(Some(()))
+        })?;
+        Ok(started.elapsed())
+    }
+
     /// Waits until every running node sees the same leader, `voters` voters,
     /// every node alive and the layout synced.
     pub fn wait_until_formed(&self, voters: usize, timeout: Duration) -> anyhow::Result<()> {

@@ -130,6 +130,16 @@ impl Sandbox {
         Ok(self.nodes.last().expect("just added"))
     }
 
+    /// Starts one more node like [`Sandbox::add_node`], but with `args`
+    /// instead of the sandbox's extra arguments and its own ready timeout.
+    pub fn add_node_with(&mut self, args: &[&str], ready_timeout: Duration) -> anyhow::Result<&Node> {
+        let (mut builder, binary) = self.builder.clone().context("the sandbox was not built")?;
+        builder.args = args.iter().map(|arg| arg.to_string()).collect();
+        builder.ready_timeout = ready_timeout;
+        self.start_node(&builder, &binary)?;
+        Ok(self.nodes.last().expect("just added"))
+    }
+
     fn start_node(&mut self, builder: &SandboxBuilder, binary: &Path) -> anyhow::Result<()> {
         let index = self.nodes.len();
         let join: Vec<SocketAddr> = self.nodes.iter().map(|node| node.rpc_addr).collect();

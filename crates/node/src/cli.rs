@@ -76,6 +76,8 @@ pub struct ServeArgs {
     pub advertise_http: Option<String>,
     #[arg(long, env = "FLOTILLA_ADVERTISE_RPC")]
     pub advertise_rpc: Option<String>,
+    #[arg(long, env = "FLOTILLA_ADVERTISE_GOSSIP")]
+    pub advertise_gossip: Option<String>,
     /// Comma-separated addresses of existing nodes.
     #[arg(long, env = "FLOTILLA_JOIN", value_delimiter = ',')]
     pub join: Option<Vec<String>>,
@@ -107,6 +109,15 @@ pub struct ServeArgs {
     pub raft_snapshot_logs: Option<u64>,
     #[arg(long, env = "FLOTILLA_RAFT_SNAPSHOT_CHUNK_BYTES", hide = true)]
     pub raft_snapshot_chunk_bytes: Option<u64>,
+    /// Cluster CA (PEM); with --tls-cert and --tls-key, inter-node gRPC is mutual TLS.
+    #[arg(long, env = "FLOTILLA_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    #[arg(long, env = "FLOTILLA_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, env = "FLOTILLA_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    #[arg(long, env = "FLOTILLA_TLS_SERVER_NAME")]
+    pub tls_server_name: Option<String>,
 }
 
 impl ServeArgs {
@@ -138,13 +149,26 @@ impl ServeArgs {
             service_name,
             log_format,
             raft_snapshot_logs,
-            raft_snapshot_chunk_bytes
+            raft_snapshot_chunk_bytes,
+            tls_server_name
         );
+        for (flag, field) in [
+            (self.tls_ca, &mut config.tls_ca),
+            (self.tls_cert, &mut config.tls_cert),
+            (self.tls_key, &mut config.tls_key),
+        ] {
+            if flag.is_some() {
+                *field = flag;
+            }
+        }
         if self.advertise_http.is_some() {
             config.advertise_http = self.advertise_http;
         }
         if self.advertise_rpc.is_some() {
             config.advertise_rpc = self.advertise_rpc;
+        }
+        if self.advertise_gossip.is_some() {
+            config.advertise_gossip = self.advertise_gossip;
         }
         if self.zone.is_some() {
             config.zone = self.zone;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use flotilla_raft::network::tls::TlsFiles;
 use serde::{Deserialize, Serialize};
 
 /// Everything a node needs to start. Field names are the TOML keys and, upper-cased
@@ -21,12 +22,14 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// gRPC listen address for Raft and inter-node RPC.
     pub rpc_addr: SocketAddr,
-    /// UDP gossip listen address (used once the cluster has more than one node).
+    /// UDP listen address of SWIM gossip (failure detection between nodes).
     pub gossip_addr: SocketAddr,
     /// HTTP address other nodes and clients use to reach this node (defaults to `http_addr`).
     pub advertise_http: Option<String>,
     /// gRPC address other nodes use to reach this node (defaults to `rpc_addr`).
     pub advertise_rpc: Option<String>,
+    /// UDP gossip address other nodes use to reach this node (defaults to `gossip_addr`).
+    pub advertise_gossip: Option<String>,
     /// Addresses of existing nodes to join through; empty = bootstrap a new cluster.
     pub join: Vec<String>,
     /// Failure zone, for placing replicas in distinct zones.
@@ -58,6 +61,15 @@ pub struct Config {
     pub raft_snapshot_logs: u64,
     /// Tuning: bytes per snapshot chunk sent to a lagging node.
     pub raft_snapshot_chunk_bytes: u64,
+    /// PEM file of the cluster CA; with `tls_cert` and `tls_key`, inter-node
+    /// gRPC is mutual TLS (all three or none).
+    pub tls_ca: Option<PathBuf>,
+    /// PEM file of this node's certificate (issued by the cluster CA for `tls_server_name`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of this node's private key.
+    pub tls_key: Option<PathBuf>,
+    /// The name every node's certificate carries and peers verify.
+    pub tls_server_name: String,
 }
 
 impl Default for Config {
@@ -70,6 +82,7 @@ impl Default for Config {
             gossip_addr: ([127, 0, 0, 1], 5002).into(),
             advertise_http: None,
             advertise_rpc: None,
+            advertise_gossip: None,
             join: Vec::new(),
             zone: None,
             capacity: 1 << 40,
@@ -85,6 +98,10 @@ impl Default for Config {
             log_format: "text".into(),
             raft_snapshot_logs: 10_000,
             raft_snapshot_chunk_bytes: 3 << 20,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_server_name: flotilla_raft::network::tls::DEFAULT_SERVER_NAME.into(),
         }
     }
 }
@@ -114,8 +131,9 @@ impl Config {
     /// Checks every value once, at start.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |name, reason: &str| Err(ConfigError::Invalid { name, reason: reason.into() });
-        if self.node_id == 0 {
-            return invalid("node_id", "must be at least 1");
+        // Upload session ids carry the node id in 48 bits.
+        if !(1..=flotilla_storage::upload::MAX_UPLOAD_ORIGIN).contains(&self.node_id) {
+            return invalid("node_id", "must be between 1 and 2^48 - 1");
         }
         if !(1..=5).contains(&self.replication_factor) {
             return invalid("replication_factor", "must be between 1 and 5");
@@ -125,6 +143,9 @@ impl Config {
         }
         if !(4096..=(64 << 20)).contains(&self.raft_snapshot_chunk_bytes) {
             return invalid("raft_snapshot_chunk_bytes", "must be between 4 KiB and 64 MiB");
+        }
+        if self.tls_files().is_none() && (self.tls_ca.is_some() || self.tls_cert.is_some() || self.tls_key.is_some()) {
+            return invalid("tls_ca", "tls_ca, tls_cert and tls_key go together");
         }
         if !(1..=5).contains(&self.voters) {
             return invalid("voters", "must be between 1 and 5");
@@ -146,6 +167,12 @@ impl Config {
         Ok(())
     }
 
+    /// The TLS files of inter-node gRPC, when all three are set.
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        let (ca, cert, key) = (self.tls_ca.clone()?, self.tls_cert.clone()?, self.tls_key.clone()?);
+        Some(TlsFiles { ca, cert, key, server_name: self.tls_server_name.clone() })
+    }
+
     /// The advertised HTTP address.
     pub fn advertised_http(&self) -> String {
         self.advertise_http.clone().unwrap_or_else(|| self.http_addr.to_string())
@@ -154,6 +181,21 @@ impl Config {
     /// The advertised gRPC address.
     pub fn advertised_rpc(&self) -> String {
         self.advertise_rpc.clone().unwrap_or_else(|| self.rpc_addr.to_string())
+    }
+
+    /// The advertised gossip address: `advertise_gossip`, else the host of
+    /// the advertised RPC address with the gossip port when gossip listens on
+    /// a wildcard address, else `gossip_addr`.
+    pub fn advertised_gossip(&self) -> String {
+        if let Some(addr) = &self.advertise_gossip {
+            return addr.clone();
+        }
+        if self.gossip_addr.ip().is_unspecified() {
+            if let Some((host, _port)) = self.advertised_rpc().rsplit_once(':') {
+                return format!("{host}:{}", self.gossip_addr.port());
+            }
+        }
+        self.gossip_addr.to_string()
     }
 }
 
@@ -184,6 +226,20 @@ mod tests {
         config.validate().unwrap();
         assert_eq!(config.replication_factor, 3);
         assert_eq!(parse_duration(&config.gc_grace).unwrap(), Duration::from_secs(3600));
+        assert_eq!(config.advertised_gossip(), "registry-1.internal:5002");
+    }
+
+    #[test]
+    fn the_gossip_address_follows_the_advertised_rpc_host_on_a_wildcard() {
+        assert_eq!(Config::default().advertised_gossip(), "127.0.0.1:5002");
+        let wildcard = Config {
+            gossip_addr: "0.0.0.0:7946".parse().unwrap(),
+            advertise_rpc: Some("[fd00::1]:5001".into()),
+            ..Config::default()
+        };
+        assert_eq!(wildcard.advertised_gossip(), "[fd00::1]:7946");
+        let explicit = Config { advertise_gossip: Some("gw:9".into()), ..wildcard };
+        assert_eq!(explicit.advertised_gossip(), "gw:9");
     }
 
     #[test]
@@ -192,6 +248,8 @@ mod tests {
         let config = Config { replication_factor: 9, ..Config::default() };
         assert!(config.validate().is_err());
         let config = Config { max_manifest_bytes: 1024, ..Config::default() };
+        assert!(config.validate().is_err());
+        let config = Config { node_id: 1 << 48, ..Config::default() };
         assert!(config.validate().is_err());
     }
 

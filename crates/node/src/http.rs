@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use flotilla_api::AppState;
 use flotilla_raft::network::service::raft_service;
+use flotilla_raft::network::tls::RpcTls;
 use flotilla_raft::types::Raft;
 use flotilla_raft::MetaClient;
 use flotilla_storage::fs::FsBlobStore;
@@ -23,15 +24,17 @@ use crate::cluster::service::cluster_service;
 use crate::cluster::ClusterView;
 
 use crate::telemetry::{self, Metrics};
+use crate::upload_forward::{self, UploadForwarder};
 
 /// Serves HTTP until `shutdown`, then drains in-flight requests.
 pub async fn serve_http(
     addr: SocketAddr,
     state: AppState,
     metrics: Arc<Metrics>,
+    uploads: Arc<UploadForwarder>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let app = router(state, metrics);
+    let app = router(state, metrics, uploads);
     // Without TCP_NODELAY a small response waits on Nagle plus the peer's delayed ACK (~40 ms).
     let listener = tokio::net::TcpListener::bind(addr).await?.tap_io(|tcp| {
         if let Err(error) = tcp.set_nodelay(true) {
@@ -42,8 +45,9 @@ pub async fn serve_http(
     Ok(())
 }
 
-/// The whole HTTP surface of a node.
-pub fn router(state: AppState, metrics: Arc<Metrics>) -> Router {
+/// The whole HTTP surface of a node; upload-session requests of sessions
+/// held by another node go there.
+pub fn router(state: AppState, metrics: Arc<Metrics>, uploads: Arc<UploadForwarder>) -> Router {
     let health =
         Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(readyz)).with_state(state.clone());
     let metrics_route = Router::new().route("/metrics", get(telemetry::serve_metrics)).with_state(metrics.clone());
@@ -53,6 +57,7 @@ pub fn router(state: AppState, metrics: Arc<Metrics>) -> Router {
         .with_state(state)
         .merge(health)
         .merge(metrics_route)
+        .layer(axum::middleware::from_fn_with_state(uploads, upload_forward::forward_uploads))
         .layer(axum::middleware::from_fn_with_state(metrics, telemetry::track))
 }
 
@@ -74,10 +79,20 @@ pub struct RpcServices {
     pub peers: BlobPeers,
 }
 
-/// Serves the inter-node gRPC services (Raft, cluster, blobs) until `shutdown`.
-pub async fn serve_rpc(addr: SocketAddr, services: RpcServices, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Serves the inter-node gRPC services (Raft, cluster, blobs) until
+/// `shutdown`; with `tls`, only to peers holding a cluster certificate.
+pub async fn serve_rpc(
+    addr: SocketAddr,
+    services: RpcServices,
+    tls: Option<RpcTls>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let RpcServices { raft, view, meta, blobs, peers } = services;
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls.server_config())?;
+    }
+    server
         .tcp_nodelay(true)
         .initial_stream_window_size(Some(4 << 20))
         .initial_connection_window_size(Some(16 << 20))

@@ -17,6 +17,7 @@ pub mod http;
 pub mod placement;
 pub mod proto;
 pub mod telemetry;
+pub mod upload_forward;
 pub mod workers;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ use flotilla_api::auth::Authenticator;
 use flotilla_api::{AppState, Limits, ReadConsistency};
 use flotilla_raft::log_store::LogStore;
 use flotilla_raft::network::client::NetworkFactory;
+use flotilla_raft::network::tls::RpcTls;
 use flotilla_raft::state_machine::rocks::StateMachineStore;
 use flotilla_raft::{Catalog, Command, MetaClient, NodeAddr, NodeRecord, NodeState};
 use flotilla_storage::fs::FsBlobStore;
@@ -44,12 +46,18 @@ use crate::cluster::liveness::LivenessTable;
 use crate::cluster::membership::Membership;
 use crate::cluster::ClusterView;
 use crate::config::Config;
+use crate::upload_forward::UploadForwarder;
 
 /// Raft heartbeat interval: short, so a dead leader is noticed within the failover target.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 /// Election timeout range; several heartbeats, randomised to avoid split votes.
-const ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(400);
-const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(800);
+///
+/// openraft 0.9 makes a follower refuse votes for a leader lease of
+/// `ELECTION_TIMEOUT_MAX` after the last heartbeat, so the first candidate
+/// after a leader dies is nearly always refused and the second one wins: a
+/// failover takes about two timeouts. 300–600 ms keeps that under 1.5 s.
+const ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(300);
+const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(600);
 /// How long startup waits for this node's cluster to have a leader.
 const LEADER_WAIT: Duration = Duration::from_secs(30);
 
@@ -65,17 +73,30 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     tracing::info!(node_id = config.node_id, data_dir = %config.data_dir.display(), "starting flotilla");
 
     flotilla_raft::network::client::set_source_address(config.rpc_addr.ip());
+    let tls = match config.tls_files() {
+        Some(files) => {
+            let tls = RpcTls::load(&files)?;
+            flotilla_raft::network::client::set_tls(tls.clone());
+            tracing::info!(server_name = tls.server_name(), "inter-node gRPC is mutual TLS");
+            Some(tls)
+        }
+        None => None,
+    };
 
     tracing::info!("step 1: opening storage");
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let engine = Engine::open(&config.data_dir.join("db")).context("opening RocksDB")?;
     let blobs = Arc::new(FsBlobStore::open(config.data_dir.join("blobs")).await?);
-    let uploads = Arc::new(Uploads::open(config.data_dir.join("uploads")).await?);
+    // Session ids name this node, so any node can send a session's requests here.
+    let uploads = Arc::new(Uploads::open(config.data_dir.join("uploads")).await?.with_origin(config.node_id));
 
     tracing::info!("step 2: starting raft");
     let log_store = LogStore::new(engine.clone());
     let state_machine = StateMachineStore::open(engine.clone(), config.data_dir.join("snapshots")).await?;
     let catalog = Catalog::new(Arc::new(state_machine.reader()));
+    if let Some(settings) = catalog.settings()? {
+        flotilla_raft::network::cluster_id::set(&settings.cluster_id);
+    }
     let raft_config = openraft::Config {
         cluster_name: "flotilla".into(),
         heartbeat_interval: HEARTBEAT_INTERVAL.as_millis() as u64,
@@ -99,13 +120,16 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     let meta = MetaClient::new(raft.clone(), config.node_id, catalog.clone());
     let view = Arc::new(ClusterView::new(config.node_id, raft.clone(), catalog.clone()));
     let peers = BlobPeers::default();
-    let replicated = Arc::new(ReplicatedBlobStore::new(view.clone(), blobs.clone(), peers.clone()));
-    let liveness = LivenessTable::default();
 
     tracing::info!(addr = %config.rpc_addr, "step 3: serving gRPC");
-    let services =
-        http::RpcServices { raft: raft.clone(), view: view.clone(), meta: meta.clone(), blobs, peers: peers.clone() };
-    let rpc = tokio::spawn(http::serve_rpc(config.rpc_addr, services, shutdown.clone()));
+    let services = http::RpcServices {
+        raft: raft.clone(),
+        view: view.clone(),
+        meta: meta.clone(),
+        blobs: blobs.clone(),
+        peers: peers.clone(),
+    };
+    let rpc = tokio::spawn(http::serve_rpc(config.rpc_addr, services, tls, shutdown.clone()));
 
     tracing::info!("step 4: forming the cluster");
     form_cluster(&config, &meta, &catalog, &shutdown).await?;
@@ -116,7 +140,22 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     bootstrap::ensure_cluster_defaults(&meta, config.anonymous_read).await?;
     register_node(&config, &meta).await?;
 
-    tracing::info!(addr = %config.http_addr, "step 5: serving HTTP");
+    tracing::info!(addr = %config.gossip_addr, "step 5: starting gossip");
+    let settings = meta.read().await?.settings()?.context("the cluster settings are missing")?;
+    flotilla_raft::network::cluster_id::set(&settings.cluster_id);
+    // Gossip is keyed by the replicated cluster secret (domain-separated inside gossip).
+    let secret = settings.token_secret;
+    let liveness = LivenessTable::start(
+        config.node_id,
+        config.gossip_addr,
+        &config.advertised_gossip(),
+        secret.as_bytes(),
+        shutdown.clone(),
+    )
+    .await?;
+    let replicated = Arc::new(ReplicatedBlobStore::new(view.clone(), blobs, peers.clone(), liveness.clone()));
+
+    tracing::info!(addr = %config.http_addr, "step 6: serving HTTP");
     let metrics = telemetry::Metrics::new();
     let state = AppState {
         meta: meta.clone(),
@@ -131,9 +170,10 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         service_name: config.service_name.clone(),
         cluster: Arc::new(NodeAdmin { view: view.clone(), meta: meta.clone(), liveness: liveness.clone() }),
     };
-    let server = tokio::spawn(http::serve_http(config.http_addr, state, metrics.clone(), shutdown.clone()));
+    let forwarder = Arc::new(UploadForwarder::new(view.clone(), config.rpc_addr.ip())?);
+    let server = tokio::spawn(http::serve_http(config.http_addr, state, metrics.clone(), forwarder, shutdown.clone()));
 
-    tracing::info!("step 6: starting workers");
+    tracing::info!("step 7: starting workers");
     let upload_expiry = config::parse_duration(&config.upload_expiry).map_err(anyhow::Error::msg)?;
     let mut workers = workers::spawn_all(
         workers::Workers { meta: meta.clone(), blobs: replicated, uploads, metrics, upload_expiry },
@@ -146,7 +186,7 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         voters: config.voters as usize,
         replication_factor: config.replication_factor,
     };
-    workers.push(tokio::spawn(liveness.run(membership.view.clone(), shutdown.clone())));
+    workers.push(tokio::spawn(liveness.run_roster(membership.view.clone(), shutdown.clone())));
     workers.push(tokio::spawn(membership.run(shutdown.clone())));
 
     tracing::info!("flotilla is ready");
@@ -202,6 +242,7 @@ async fn register_node(config: &Config, meta: &MetaClient) -> anyhow::Result<()>
         id: config.node_id,
         http_addr: config.advertised_http(),
         rpc_addr: config.advertised_rpc(),
+        gossip_addr: Some(config.advertised_gossip()),
         zone: config.zone.clone(),
         capacity: config.capacity,
         state: existing.as_ref().map_or(NodeState::Active, |node| node.state),

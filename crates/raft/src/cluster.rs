@@ -34,6 +34,9 @@ pub struct NodeRecord {
     pub http_addr: String,
     /// gRPC address of Raft and the inter-node services.
     pub rpc_addr: String,
+    /// UDP address of SWIM gossip (absent in records written before gossip).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gossip_addr: Option<String>,
     /// Failure zone, when the operator set one.
     pub zone: Option<String>,
     /// Capacity weight for placement (bytes of disk offered).

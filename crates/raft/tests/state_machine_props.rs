@@ -177,6 +177,7 @@ impl Harness {
                 id: *id,
                 http_addr: format!("10.0.0.{id}:5000"),
                 rpc_addr: format!("10.0.0.{id}:5001"),
+                gossip_addr: Some(format!("10.0.0.{id}:5002")),
                 zone: None,
                 capacity: *capacity,
                 state: NodeState::Active,
@@ -230,7 +231,12 @@ impl Harness {
         match (layout_before.map(|l| l.version), self.layout()) {
             (before, Some(after)) => {
                 assert!(after.is_well_formed(), "a malformed layout was stored");
-                assert!(after.version == before.unwrap_or(0) || Some(after.version) == before.map(|v| v + 1));
+                let current = before.unwrap_or(0);
+                assert!(
+                    after.version == current || after.version == current + 1,
+                    "layout went from {before:?} to {}",
+                    after.version
+                );
             }
             (Some(_), None) => panic!("the layout disappeared"),
             (None, None) => {}

@@ -38,14 +38,41 @@ const DATA_FILE: &str = "data";
 const META_FILE: &str = "meta.json";
 const META_TEMP_FILE: &str = "meta.json.tmp";
 
-/// The id of an upload session: a random UUID, shown in its hyphenated form.
+/// The id of an upload session: a UUID, shown in its hyphenated form.
+///
+/// Sessions live on the disk of the process that started them. So that a
+/// cluster can send a session's later requests to that process, an id may
+/// name its *origin*: a UUIDv8 (RFC 9562, custom layout) whose first 48 bits
+/// are the origin number and whose other 74 free bits are random. Ids without
+/// an origin are random UUIDv4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct UploadId(pub uuid::Uuid);
 
+/// The largest origin an upload id can carry (48 bits).
+pub const MAX_UPLOAD_ORIGIN: u64 = (1 << 48) - 1;
+
 impl UploadId {
-    /// A fresh random id.
+    /// A fresh random id without an origin.
     pub fn random() -> Self {
         UploadId(uuid::Uuid::new_v4())
+    }
+
+    /// A fresh random id naming `origin` (at most [`MAX_UPLOAD_ORIGIN`]).
+    pub fn with_origin(origin: u64) -> Self {
+        assert!(origin <= MAX_UPLOAD_ORIGIN, "upload origin {origin} does not fit in 48 bits");
+        let mut bytes = *uuid::Uuid::new_v4().as_bytes();
+        bytes[..6].copy_from_slice(&origin.to_be_bytes()[2..]);
+        UploadId(uuid::Uuid::new_v8(bytes))
+    }
+
+    /// The origin this id names, if it is an origin-tagged (v8) id.
+    pub fn origin(&self) -> Option<u64> {
+        if self.0.get_version_num() != 8 {
+            return None;
+        }
+        let mut origin = [0u8; 8];
+        origin[2..].copy_from_slice(&self.0.as_bytes()[..6]);
+        Some(u64::from_be_bytes(origin))
     }
 }
 
@@ -112,6 +139,8 @@ impl Slot {
 /// Every open upload session of this node.
 pub struct Uploads {
     root: PathBuf,
+    /// Named in the ids of new sessions, when set.
+    origin: Option<u64>,
     sessions: parking_lot::Mutex<HashMap<UploadId, Arc<Slot>>>,
 }
 
@@ -120,7 +149,7 @@ impl Uploads {
     /// a previous run left; unreadable sessions are dropped with a warning.
     pub async fn open(root: PathBuf) -> Result<Self, BlobError> {
         tokio::fs::create_dir_all(&root).await?;
-        let uploads = Uploads { root, sessions: parking_lot::Mutex::new(HashMap::new()) };
+        let uploads = Uploads { root, origin: None, sessions: parking_lot::Mutex::new(HashMap::new()) };
         let mut entries = tokio::fs::read_dir(&uploads.root).await?;
         while let Some(entry) = entries.next_entry().await? {
             let name = entry.file_name();
@@ -130,6 +159,13 @@ impl Uploads {
             }
         }
         Ok(uploads)
+    }
+
+    /// New sessions get ids naming `origin` (see [`UploadId::with_origin`]).
+    pub fn with_origin(mut self, origin: u64) -> Self {
+        assert!(origin <= MAX_UPLOAD_ORIGIN, "upload origin {origin} does not fit in 48 bits");
+        self.origin = Some(origin);
+        self
     }
 
     async fn recover(&self, id: UploadId) {
@@ -162,7 +198,8 @@ impl Uploads {
 
     /// Starts an empty session for `repo`.
     pub async fn create(&self, repo: &str, now_ms: u64) -> Result<UploadSession, BlobError> {
-        let session = UploadSession { id: UploadId::random(), repo: repo.to_owned(), offset: 0, started_ms: now_ms };
+        let id = self.origin.map_or_else(UploadId::random, UploadId::with_origin);
+        let session = UploadSession { id, repo: repo.to_owned(), offset: 0, started_ms: now_ms };
         let dir = self.dir_of(session.id);
         tokio::fs::create_dir(&dir).await?;
         if let Err(error) = init_session_dir(&dir, &self.root, &session).await {
@@ -567,6 +604,34 @@ mod tests {
             assert!(!session_dir(&dir, id).exists());
         }
         assert!(stray.exists(), "paths are only built from parsed ids");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn an_origin_tagged_id_names_its_origin_and_round_trips(origin in 0..=MAX_UPLOAD_ORIGIN) {
+            let id = UploadId::with_origin(origin);
+            proptest::prop_assert_eq!(id.origin(), Some(origin));
+            proptest::prop_assert_eq!(id.to_string().parse::<UploadId>(), Ok(id));
+            proptest::prop_assert_ne!(id, UploadId::with_origin(origin), "ids stay random");
+        }
+
+        #[test]
+        fn any_parsed_id_has_an_origin_only_when_it_is_v8(bytes in proptest::array::uniform16(proptest::num::u8::ANY)) {
+            let id = UploadId(uuid::Uuid::from_bytes(bytes));
+            proptest::prop_assert_eq!(id.origin().is_some(), id.0.get_version_num() == 8);
+        }
+    }
+
+    #[tokio::test]
+    async fn sessions_of_an_origin_carry_it_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let uploads = open(&dir).await.with_origin(7);
+        let id = uploads.create("team/app", 1).await.unwrap().id;
+        assert_eq!(id.origin(), Some(7));
+        assert_eq!(UploadId::random().origin(), None);
+        drop(uploads);
+        let reopened = open(&dir).await;
+        assert_eq!(reopened.get(id).await.unwrap().id, id);
     }
 
     #[test]

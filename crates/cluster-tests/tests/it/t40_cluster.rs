@@ -211,3 +211,43 @@ fn a_blob_pushed_to_one_node_is_stored_on_all_three_owners() {
         Ok(())
     });
 }
+
+#[test]
+fn a_chunked_upload_spread_over_every_node_lands_once() {
+    // A load balancer without sticky sessions: each request of one upload
+    // reaches another node.
+    run(|sandbox| {
+        let name = repo("t40", "spread-upload");
+        let clients: Vec<_> = (0..3).map(|index| sandbox.node(index).client(sandbox.admin_credentials())).collect();
+        let bytes = random_bytes(3 * 256 * 1024 + 17);
+        let digest = sha256_digest(&bytes);
+        let mut location = clients[0].start_upload(&name)?.expect_status(202)?.location()?;
+        let mut offset = 0usize;
+        for (n, chunk) in bytes.chunks(256 * 1024).enumerate() {
+            let end = offset + chunk.len() - 1;
+            let reply = clients[(n + 1) % 3]
+                .patch_chunk(&location, chunk, Some((offset as u64, end as u64)))?
+                .expect_status(202)?;
+            ensure!(reply.header("Range") == Some(format!("0-{end}").as_str()), "chunk {n}: {:?}", reply.headers);
+            location = reply.location()?;
+            offset = end + 1;
+        }
+        let status = clients[2].upload_status(&location)?.expect_status(204)?;
+        ensure!(status.header("Range") == Some(format!("0-{}", bytes.len() - 1).as_str()), "{:?}", status.headers);
+        clients[1].put_upload(&location, &digest, &[])?.expect_status(201)?;
+        for (index, client) in clients.iter().enumerate() {
+            let blob = client.get_blob(&name, &digest)?.expect_status(200)?;
+            ensure!(blob.body == bytes, "node {index} serves different bytes");
+        }
+        // The finished session is gone on every node.
+        for client in &clients {
+            let gone = client.upload_status(&location)?.expect_status(404)?;
+            ensure!(gone.error_codes() == ["BLOB_UPLOAD_UNKNOWN"], "{}", gone.text());
+        }
+        // A session cancelled through another node is cancelled where it lives.
+        let other = clients[1].start_upload(&name)?.expect_status(202)?.location()?;
+        clients[2].cancel_upload(&other)?.expect_status(204)?;
+        clients[1].upload_status(&other)?.expect_status(404)?;
+        Ok(())
+    });
+}

@@ -134,10 +134,17 @@ fn with_one_node_down_the_others_serve_and_it_catches_up_by_snapshot() {
         let leader = sandbox.leader_index(0)?;
         let down = (leader + 1) % 3;
         let up = (leader + 2) % 3;
-        sandbox.node(down).kill9();
-
         let name = repo("t41", "one-down");
+        let orphan = sandbox.node(down).client(sandbox.admin_credentials()).start_upload(&name)?.expect_status(202)?;
+        sandbox.node(down).kill9();
+        // Gossip notices within seconds, on both survivors.
+        let noticed = sandbox.wait_for_liveness(&[leader, up], down, "down", Duration::from_secs(10))?;
+        eprintln!("a killed node was reported down after {noticed:?}");
+
         let client = sandbox.node(up).client(sandbox.admin_credentials());
+        // A session held by the dead node cannot continue elsewhere, and says so.
+        let reply = client.patch_chunk(&orphan.location()?, b"data", Some((0, 3)))?;
+        ensure!(reply.status == 503 && reply.header("retry-after").is_some(), "{} {}", reply.status, reply.text());
         let mut pushed = Vec::new();
         for n in 0..40 {
             // 2 KiB of annotation per manifest makes the snapshot several chunks.
@@ -149,6 +156,8 @@ fn with_one_node_down_the_others_serve_and_it_catches_up_by_snapshot() {
         }
 
         sandbox.node(down).restart()?;
+        let back = sandbox.wait_for_liveness(&[leader, up], down, "alive", Duration::from_secs(10))?;
+        eprintln!("the restarted node was reported alive after {back:?}");
         let returned = sandbox.node(down).client(sandbox.admin_credentials());
         for image in &pushed {
             assert_serves(&returned, image, "the returned node")?;
@@ -199,7 +208,10 @@ fn a_node_cut_off_from_the_others_never_serves_a_stale_tag() {
             }
         }
         ensure!(refused > 0, "the cut-off node never said it could not confirm the read");
+        // Gossip across the cut: the majority no longer hears the node.
+        sandbox.wait_for_liveness(&[leader, other], cut, "down", Duration::from_secs(10))?;
         partition.heal();
+        sandbox.wait_for_liveness(&[leader, other], cut, "alive", Duration::from_secs(15))?;
         wait::until("the healed node to serve the new tag", Duration::from_secs(30), || {
             cut_client.get_manifest(&name, "moving").is_ok_and(|reply| {
                 reply.status == 200 && reply.header("docker-content-digest") == Some(second.manifest.digest.as_str())

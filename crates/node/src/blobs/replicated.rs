@@ -10,6 +10,9 @@
 //!   read(digest) ─► local disk ─► else the owners (new, then old), then any member
 //! ```
 //!
+//! Gossip steers both paths: a node it calls down is not written to (the
+//! write needs a quorum of the others) and is asked for a blob last.
+//!
 //! The body is never buffered whole: each chunk is handed to every target
 //! through a small bounded channel, so the slowest live target paces the
 //! upload, and a target that stalls longer than the idle limit is dropped (the
@@ -33,6 +36,7 @@ use flotilla_storage::{ByteRange, Digest};
 
 use super::partition_of;
 use super::peer::{BlobPeers, STREAM_IDLE_TIMEOUT};
+use crate::cluster::liveness::{Liveness, LivenessTable};
 use crate::cluster::ClusterView;
 
 /// Chunks buffered per target: enough to ride out a short hiccup of one
@@ -58,11 +62,12 @@ pub struct ReplicatedBlobStore {
     view: Arc<ClusterView>,
     local: Arc<FsBlobStore>,
     peers: BlobPeers,
+    liveness: LivenessTable,
 }
 
 impl ReplicatedBlobStore {
-    pub fn new(view: Arc<ClusterView>, local: Arc<FsBlobStore>, peers: BlobPeers) -> Self {
-        ReplicatedBlobStore { view, local, peers }
+    pub fn new(view: Arc<ClusterView>, local: Arc<FsBlobStore>, peers: BlobPeers, liveness: LivenessTable) -> Self {
+        ReplicatedBlobStore { view, local, peers, liveness }
     }
 
     fn targets(&self, digest: &Digest) -> Targets {
@@ -78,7 +83,8 @@ impl ReplicatedBlobStore {
         targets.nodes == [self.view.node_id()]
     }
 
-    /// Nodes that may hold `digest`, best first: owners (new, then old), then every other member.
+    /// Nodes that may hold `digest`, best first: owners (new, then old), then
+    /// every other member; nodes gossip calls down go last.
     fn candidates(&self, digest: &Digest) -> Vec<NodeId> {
         let me = self.view.node_id();
         let mut nodes = match self.view.layout() {
@@ -92,6 +98,8 @@ impl ReplicatedBlobStore {
             }
         }
         nodes.retain(|node| *node != me);
+        // A stable sort keeps the owner order among nodes of equal liveness.
+        nodes.sort_by_key(|node| self.liveness.of(*node) == Liveness::Down);
         nodes
     }
 
@@ -114,6 +122,10 @@ impl ReplicatedBlobStore {
                 let local = self.local.clone();
                 let digest = digest.clone();
                 tasks.spawn(async move { (node, local.put(&digest, stream).await) });
+            } else if self.liveness.of(node) == Liveness::Down {
+                // Not worth a connect timeout: repair copies the blob once the node is back.
+                failed.push((node, BlobError::Unavailable(format!("node {node} is down"))));
+                continue;
             } else {
                 let addr = match self.rpc_addr(node) {
                     Ok(addr) => addr,

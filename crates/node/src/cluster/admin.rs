@@ -1,5 +1,5 @@
 //! The node's side of the `/_cluster` API: facts from Raft metrics, the
-//! replicated node records and layout, and the liveness probe; operations as
+//! replicated node records and layout, and gossip's liveness; operations as
 //! Raft commands that the membership loop then carries out.
 
 use std::collections::BTreeMap;
@@ -59,7 +59,7 @@ impl NodeAdmin {
         } else {
             "none"
         };
-        let liveness = match self.liveness.of(record.id, self.view.node_id()) {
+        let liveness = match self.liveness.of(record.id) {
             _ if record.state == NodeState::Removed => Liveness::Unknown,
             liveness => liveness,
         };
@@ -109,11 +109,10 @@ impl ClusterAdmin for NodeAdmin {
         let metrics = self.view.metrics();
         let membership = metrics.membership_config.membership();
         let voters: Vec<u64> = membership.voter_ids().collect();
-        let me = self.view.node_id();
-        let reachable = voters.iter().filter(|id| self.liveness.of(**id, me) == Liveness::Alive).count();
+        let reachable = voters.iter().filter(|id| self.liveness.of(**id) == Liveness::Alive).count();
         let fenced = self.meta.read().await.is_ok();
         let layout_synced = self.view.layout().is_none_or(|layout| !layout.is_syncing());
-        let members_alive = membership.nodes().all(|(id, _)| self.liveness.of(*id, me) == Liveness::Alive);
+        let members_alive = membership.nodes().all(|(id, _)| self.liveness.of(*id) == Liveness::Alive);
         let status = match (fenced, members_alive && layout_synced) {
             (false, _) => "red",
             (true, false) => "yellow",

@@ -48,6 +48,7 @@ pub async fn join(
         node_id: config.node_id,
         rpc_addr: config.advertised_rpc(),
         http_addr: config.advertised_http(),
+        gossip_addr: config.advertised_gossip(),
         zone: config.zone.clone().unwrap_or_default(),
         capacity: config.capacity,
         cluster_id: local_cluster_id.unwrap_or_default(),

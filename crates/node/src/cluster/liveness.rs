@@ -1,117 +1,100 @@
-//! Which members answer right now, from a probe every node runs.
+//! Which members are alive right now, from SWIM gossip over the Raft members.
 //!
-//! Each node pings every other Raft member over the cluster service once a
-//! second with a short deadline and remembers when each last answered. The
-//! answer steers reads away from dead owners and is shown in
-//! `/_cluster/state`; it never changes Raft membership. (SWIM gossip, which
-//! spreads the same facts with fewer messages in large clusters, is the
-//! planned replacement; for 3 to 5 nodes a full probe costs little.)
+//! [`LivenessTable`] wraps the node's [`Gossip`] endpoint and keeps
+//! its roster equal to the Raft membership: once a second the roster task
+//! reads the members and the gossip addresses from their node records and
+//! hands them to gossip. Gossip then says who answers (alive, suspect, down).
+//! The answer steers blob reads and writes away from dead nodes and is shown
+//! in `/_cluster/state`; it never changes Raft membership.
+//!
+//! Datagrams are authenticated with a key derived from the cluster's
+//! replicated secret, so a node that is not a member (or a stray packet)
+//! cannot take part.
 
-use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use parking_lot::Mutex;
+use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
 
-use flotilla_raft::network::client::endpoint;
 use flotilla_raft::NodeId;
 
+pub use super::gossip::Liveness;
+use super::gossip::{Gossip, GossipConfig};
 use super::ClusterView;
-use crate::proto::cluster::cluster_service_client::ClusterServiceClient;
-use crate::proto::cluster::PingRequest;
 
-/// How often every member is probed.
-const PROBE_INTERVAL: Duration = Duration::from_secs(1);
-/// Deadline of one probe.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
-/// A member that has not answered for this long is unreachable.
-pub const ALIVE_WITHIN: Duration = Duration::from_secs(3);
+/// How often the gossip roster is compared with Raft membership.
+const ROSTER_INTERVAL: Duration = Duration::from_secs(1);
 
-/// What a node knows about a member's liveness.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Liveness {
-    Alive,
-    Unreachable,
-    /// Not probed yet.
-    Unknown,
-}
-
-impl Liveness {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Liveness::Alive => "alive",
-            Liveness::Unreachable => "unreachable",
-            Liveness::Unknown => "unknown",
-        }
-    }
-}
-
-/// Last answers of each member, shared by clones.
-#[derive(Clone, Default)]
+/// The liveness of every member, as gossip sees it; cheap to clone.
+#[derive(Clone)]
 pub struct LivenessTable {
-    last_answer: Arc<Mutex<HashMap<NodeId, Option<Instant>>>>,
+    gossip: Gossip,
 }
 
 impl LivenessTable {
+    /// Starts gossip on `bind`, advertised as `advertise` (`host:port`; a
+    /// name is resolved once here), keyed by `secret`.
+    pub async fn start(
+        node_id: NodeId,
+        bind: SocketAddr,
+        advertise: &str,
+        secret: &[u8],
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let advertise = resolve(advertise).await.with_context(|| format!("resolving gossip address {advertise}"))?;
+        let config = GossipConfig::new(node_id, bind, advertise, secret.to_vec());
+        let gossip = Gossip::start(config, shutdown).await.with_context(|| format!("starting gossip on {bind}/udp"))?;
+        Ok(LivenessTable { gossip })
+    }
+
     /// The liveness of `node` (this node is always alive).
-    pub fn of(&self, node: NodeId, me: NodeId) -> Liveness {
-        if node == me {
-            return Liveness::Alive;
-        }
-        match self.last_answer.lock().get(&node) {
-            None => Liveness::Unknown,
-            Some(Some(at)) if at.elapsed() <= ALIVE_WITHIN => Liveness::Alive,
-            Some(_) => Liveness::Unreachable,
-        }
+    pub fn of(&self, node: NodeId) -> Liveness {
+        self.gossip.liveness(node)
     }
 
-    fn record(&self, node: NodeId, answered: bool) {
-        let mut table = self.last_answer.lock();
-        let entry = table.entry(node).or_insert(None);
-        if answered {
-            *entry = Some(Instant::now());
-        }
+    /// Datagrams dropped for a bad authentication tag or size.
+    pub fn rejected_packets(&self) -> u64 {
+        self.gossip.rejected_packets()
     }
 
-    /// Probes every member once a second until `shutdown`.
-    pub async fn run(self, view: Arc<ClusterView>, shutdown: CancellationToken) {
-        let mut channels: HashMap<String, tonic::transport::Channel> = HashMap::new();
+    /// Keeps the gossip roster equal to the Raft members until `shutdown`.
+    pub async fn run_roster(self, view: Arc<ClusterView>, shutdown: CancellationToken) {
         loop {
+            let roster = roster(&view).await;
+            self.gossip.set_members(&roster);
             tokio::select! {
-                _ = tokio::time::sleep(PROBE_INTERVAL) => {}
+                _ = tokio::time::sleep(ROSTER_INTERVAL) => {}
                 _ = shutdown.cancelled() => return,
-            }
-            let metrics = view.metrics();
-            let members: Vec<(NodeId, String)> = metrics
-                .membership_config
-                .membership()
-                .nodes()
-                .filter(|(id, _)| **id != view.node_id())
-                .map(|(id, addr)| (*id, addr.rpc_addr.clone()))
-                .collect();
-            let probes = members.into_iter().map(|(node, addr)| {
-                let channel = channels.entry(addr.clone()).or_insert_with(|| lazy_channel(&addr)).clone();
-                let me = view.node_id();
-                async move {
-                    let mut request = tonic::Request::new(PingRequest { from: me });
-                    request.set_timeout(PROBE_TIMEOUT);
-                    let answered = ClusterServiceClient::new(channel).ping(request).await.is_ok();
-                    (node, answered)
-                }
-            });
-            for (node, answered) in futures::future::join_all(probes).await {
-                self.record(node, answered);
             }
         }
     }
 }
 
-fn lazy_channel(addr: &str) -> tonic::transport::Channel {
-    match endpoint(addr) {
-        Ok(endpoint) => endpoint.connect_timeout(PROBE_TIMEOUT).connect_lazy(),
-        // An address that is not a URI never answers; probe a placeholder that fails.
-        Err(_) => Endpoint::from_static("http://0.0.0.0:1").connect_lazy(),
+/// The Raft members with a known gossip address (other nodes than this one).
+async fn roster(view: &ClusterView) -> Vec<(NodeId, SocketAddr)> {
+    let metrics = view.metrics();
+    let members: Vec<NodeId> = metrics.membership_config.membership().nodes().map(|(id, _)| *id).collect();
+    let mut roster = Vec::with_capacity(members.len());
+    for id in members.into_iter().filter(|id| *id != view.node_id()) {
+        let Ok(Some(record)) = view.catalog().node(id) else { continue };
+        let Some(addr) = record.gossip_addr else { continue };
+        match resolve(&addr).await {
+            Ok(addr) => roster.push((id, addr)),
+            Err(error) => tracing::debug!(node = id, %addr, %error, "cannot resolve a gossip address"),
+        }
     }
+    roster
+}
+
+/// `host:port` as a socket address: parsed when literal, else looked up.
+async fn resolve(addr: &str) -> std::io::Result<SocketAddr> {
+    if let Ok(parsed) = addr.parse() {
+        return Ok(parsed);
+    }
+    tokio::net::lookup_host(addr)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address found"))
 }

@@ -4,13 +4,16 @@
 //!   the current partition layout (cached until the next applied entry).
 //! - [`join`]: a new node asks any member to admit it (`--join`).
 //! - [`service`]: the gRPC `ClusterService` that admits nodes on the leader.
-//! - [`liveness`]: which members answer right now (a probe every second).
+//! - [`gossip`]: SWIM failure detection over authenticated UDP (foca).
+//! - [`liveness`]: keeps gossip's roster equal to the Raft members and says
+//!   who is alive.
 //! - [`admin`]: the node's side of the `/_cluster` API.
 //! - [`membership`]: the one control loop that changes Raft membership and
 //!   the layout: promotes learners, repairs joint configurations, recomputes
 //!   the layout, syncs it and finishes drains.
 
 pub mod admin;
+pub mod gossip;
 pub mod join;
 pub mod liveness;
 pub mod membership;

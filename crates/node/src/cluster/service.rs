@@ -21,7 +21,7 @@ use flotilla_raft::{Command, MetaClient, MetaError, NodeAddr, NodeRecord, NodeSt
 use super::ClusterView;
 use crate::proto::cluster::cluster_service_client::ClusterServiceClient;
 use crate::proto::cluster::cluster_service_server::{ClusterService, ClusterServiceServer};
-use crate::proto::cluster::{JoinReply, JoinRequest, PingReply, PingRequest};
+use crate::proto::cluster::{JoinReply, JoinRequest};
 
 /// Deadline of a join handed from a follower to the leader.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,10 +39,6 @@ pub struct ClusterRpc {
 
 #[tonic::async_trait]
 impl ClusterService for ClusterRpc {
-    async fn ping(&self, _request: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
-        Ok(Response::new(PingReply { node_id: self.view.node_id() }))
-    }
-
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
         let request = request.into_inner();
         if request.node_id == 0 {
@@ -90,6 +86,7 @@ impl ClusterRpc {
             id: request.node_id,
             http_addr: request.http_addr,
             rpc_addr: request.rpc_addr,
+            gossip_addr: Some(request.gossip_addr).filter(|addr| !addr.is_empty()),
             zone: Some(request.zone).filter(|zone| !zone.is_empty()),
             capacity: request.capacity,
             state: existing.as_ref().map_or(NodeState::Active, |node| node.state),

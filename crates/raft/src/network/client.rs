@@ -25,8 +25,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
+use super::cluster_id;
 use super::proto::raft_service_client::RaftServiceClient;
 use super::proto::{Empty, Payload};
+use super::tls::RpcTls;
 use super::{ForwardError, MAX_MESSAGE_BYTES};
 use crate::command::{Request, Response};
 use crate::types::{NodeAddr, NodeId, TypeConfig};
@@ -84,11 +86,26 @@ pub fn set_source_address(ip: IpAddr) {
     }
 }
 
+/// The TLS settings of outgoing inter-node connections; see [`set_tls`].
+static TLS: OnceLock<RpcTls> = OnceLock::new();
+
+/// Makes every outgoing inter-node connection of this process mutual TLS
+/// with `tls` (the cluster CA and this node's certificate). Set once, at
+/// start, before the first connection; a second call is ignored.
+pub fn set_tls(tls: RpcTls) {
+    let _ = TLS.set(tls);
+}
+
 /// An endpoint to a peer's gRPC address (`host:port`) with the settings every
-/// inter-node channel shares: connect timeout, TCP_NODELAY, HTTP/2 keepalive,
-/// large flow-control windows for blob streams, and the source address.
+/// inter-node channel shares: TLS when configured, connect timeout,
+/// TCP_NODELAY, HTTP/2 keepalive, large flow-control windows for blob
+/// streams, and the source address.
 pub fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+    let endpoint = match TLS.get() {
+        Some(tls) => Endpoint::from_shared(format!("https://{addr}"))?.tls_config(tls.client_config())?,
+        None => Endpoint::from_shared(format!("http://{addr}"))?,
+    };
+    Ok(endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
@@ -161,8 +178,11 @@ impl PeerClient {
 
 fn status_error<E: std::error::Error>(kind: RpcKind, status: &tonic::Status) -> RPCError<NodeId, NodeAddr, E> {
     match (status.code(), kind) {
-        // Connection refused, reset or not yet possible: back off before retrying.
-        (tonic::Code::Unavailable, _) => RPCError::Unreachable(Unreachable::new(status)),
+        // Connection refused, reset or not yet possible, or a node of another
+        // cluster at that address: back off before retrying.
+        (tonic::Code::Unavailable | tonic::Code::PermissionDenied, _) => {
+            RPCError::Unreachable(Unreachable::new(status))
+        }
         // Over the message limit: ask openraft for half as many entries.
         (tonic::Code::ResourceExhausted, RpcKind::Append { entries }) if entries > 1 => {
             RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries / 2))
@@ -212,9 +232,11 @@ enum LeaderCall {
     ReadIndex,
 }
 
+/// A request with its deadline, naming this node's cluster.
 fn with_deadline<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(timeout);
+    cluster_id::stamp(&mut request);
     request
 }
 

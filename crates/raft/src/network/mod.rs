@@ -12,9 +12,15 @@
 //! Every message is one `bytes` field holding serde_json of the Rust types on
 //! both sides (openraft's requests and `Result`s, Flotilla's `Request`), so the
 //! proto stays small; the generated protobuf types never leave this module.
+//!
+//! Every call names the sender's cluster ([`cluster_id`]), and a node refuses
+//! calls of another cluster. [`tls`] makes every inter-node connection mutual TLS under a cluster CA
+//! when the operator configures it ([`client::set_tls`] for the client side).
 
 pub mod client;
+pub mod cluster_id;
 pub mod service;
+pub mod tls;
 
 use serde::{Deserialize, Serialize};
 

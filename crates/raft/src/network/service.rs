@@ -5,6 +5,7 @@
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
+use super::cluster_id;
 use super::proto::raft_service_server::{RaftService, RaftServiceServer};
 use super::proto::{Empty, Payload};
 use super::{decode, encode, ForwardError, MAX_MESSAGE_BYTES};
@@ -60,26 +61,31 @@ async fn handle_read_index(raft: &Raft) -> Result<Option<u64>, ForwardError> {
 #[tonic::async_trait]
 impl RaftService for RaftRpc {
     async fn append_entries(&self, request: GrpcRequest<Payload>) -> Result<GrpcResponse<Payload>, Status> {
+        cluster_id::check(&request)?;
         let rpc = decode(&request.into_inner().data)?;
         reply(&self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: GrpcRequest<Payload>) -> Result<GrpcResponse<Payload>, Status> {
+        cluster_id::check(&request)?;
         let rpc = decode(&request.into_inner().data)?;
         reply(&self.raft.vote(rpc).await)
     }
 
     async fn install_snapshot(&self, request: GrpcRequest<Payload>) -> Result<GrpcResponse<Payload>, Status> {
+        cluster_id::check(&request)?;
         let rpc = decode(&request.into_inner().data)?;
         reply(&self.raft.install_snapshot(rpc).await)
     }
 
     async fn forward(&self, request: GrpcRequest<Payload>) -> Result<GrpcResponse<Payload>, Status> {
+        cluster_id::check(&request)?;
         let client_request: Request = decode(&request.into_inner().data)?;
         reply(&handle_forward(&self.raft, client_request).await)
     }
 
-    async fn read_index(&self, _request: GrpcRequest<Empty>) -> Result<GrpcResponse<Payload>, Status> {
+    async fn read_index(&self, request: GrpcRequest<Empty>) -> Result<GrpcResponse<Payload>, Status> {
+        cluster_id::check(&request)?;
         reply(&handle_read_index(&self.raft).await)
     }
 }
