@@ -49,15 +49,16 @@ use crate::config::Config;
 use crate::upload_forward::UploadForwarder;
 
 /// Raft heartbeat interval: short, so a dead leader is noticed within the failover target.
-const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
+const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
 /// Election timeout range; several heartbeats, randomised to avoid split votes.
 ///
 /// openraft 0.9 makes a follower refuse votes for a leader lease of
 /// `ELECTION_TIMEOUT_MAX` after the last heartbeat, so the first candidate
 /// after a leader dies is nearly always refused and the second one wins: a
-/// failover takes about two timeouts. 300–600 ms keeps that under 1.5 s.
-const ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(300);
-const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(600);
+/// failover takes about two timeouts. 200–400 ms keeps that near 0.6 s,
+/// with four heartbeats in the shortest timeout.
+const ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(200);
+const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(400);
 /// How long startup waits for this node's cluster to have a leader.
 const LEADER_WAIT: Duration = Duration::from_secs(30);
 
