@@ -43,6 +43,8 @@ pub struct SandboxBuilder {
     args: Vec<String>,
     admin_password: String,
     ready_timeout: Duration,
+    /// HTTP, RPC and gossip addresses for a one-node sandbox, instead of fresh ones.
+    addresses: Option<[SocketAddr; 3]>,
 }
 
 impl SandboxBuilder {
@@ -63,6 +65,13 @@ impl SandboxBuilder {
     /// An extra `flotilla serve` argument for every node.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// Starts the (single) node on the addresses `node` had, so that peers
+    /// of `node` reach this one instead (a reused address).
+    pub fn reuse_addresses_of(mut self, node: &Node) -> Self {
+        self.addresses = Some([node.http_addr, node.rpc_addr, node.gossip_addr]);
         self
     }
 
@@ -120,6 +129,7 @@ impl Sandbox {
             args: Vec::new(),
             admin_password: format!("pw-{}", hex::encode(rand::random::<[u8; 8]>())),
             ready_timeout: Duration::from_secs(90),
+            addresses: None,
         }
     }
 
@@ -253,7 +263,10 @@ impl Node {
         let mut last_error = None;
         let ip = next_loopback_ip();
         for _attempt in 0..PORT_RETRIES {
-            let [http_addr, rpc_addr, gossip_addr] = free_loopback_addrs(ip)?;
+            let [http_addr, rpc_addr, gossip_addr] = match builder.addresses {
+                Some(addresses) => addresses,
+                None => free_loopback_addrs(ip)?,
+            };
             let data_dir = root.join(format!("node-{index}"));
             if data_dir.exists() {
                 std::fs::remove_dir_all(&data_dir)?;

@@ -13,11 +13,22 @@ pub const ADMIN_PASSWORD_ENV: &str = "FLOTILLA_ADMIN_PASSWORD";
 /// Name of the account that unauthenticated requests act as.
 pub const ANONYMOUS_USER: &str = "anonymous";
 
-/// Creates what is missing; safe to run on every start of the leader.
-pub async fn ensure_cluster_defaults(meta: &MetaClient, anonymous_read: bool) -> anyhow::Result<()> {
+/// A fresh cluster id.
+pub fn new_cluster_id() -> String {
+    random_hex(16)
+}
+
+/// Creates what is missing; safe to run on every start of every node. A new
+/// cluster gets `cluster_id` (chosen before any peer could reach this node).
+pub async fn ensure_cluster_defaults(
+    meta: &MetaClient,
+    anonymous_read: bool,
+    cluster_id: Option<String>,
+) -> anyhow::Result<()> {
     let catalog = meta.read().await?;
     if catalog.settings()?.is_none() {
-        let settings = ClusterSettings { cluster_id: random_hex(16), token_secret: random_hex(32) };
+        let cluster_id = cluster_id.unwrap_or_else(new_cluster_id);
+        let settings = ClusterSettings { cluster_id, token_secret: random_hex(32) };
         expect_ok(meta.write(Command::PutSettings(settings)).await?)?;
         tracing::info!("cluster settings created");
     }

@@ -95,9 +95,21 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     let log_store = LogStore::new(engine.clone());
     let state_machine = StateMachineStore::open(engine.clone(), config.data_dir.join("snapshots")).await?;
     let catalog = Catalog::new(Arc::new(state_machine.reader()));
-    if let Some(settings) = catalog.settings()? {
-        flotilla_raft::network::cluster_id::set(&settings.cluster_id);
-    }
+    // The guard against another cluster's Raft traffic is on before the RPC
+    // server starts: a known cluster's id, or a new cluster's id chosen now.
+    // (A new node joining learns its cluster's id when it catches up.)
+    let new_cluster_id = match catalog.settings()? {
+        Some(settings) => {
+            flotilla_raft::network::cluster_id::set(&settings.cluster_id);
+            None
+        }
+        None if config.join.is_empty() => {
+            let id = bootstrap::new_cluster_id();
+            flotilla_raft::network::cluster_id::set(&id);
+            Some(id)
+        }
+        None => None,
+    };
     let raft_config = openraft::Config {
         cluster_name: "flotilla".into(),
         heartbeat_interval: HEARTBEAT_INTERVAL.as_millis() as u64,
@@ -138,7 +150,7 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         .metrics(|m| m.current_leader.is_some(), "a leader is elected")
         .await
         .context("no leader elected")?;
-    bootstrap::ensure_cluster_defaults(&meta, config.anonymous_read).await?;
+    bootstrap::ensure_cluster_defaults(&meta, config.anonymous_read, new_cluster_id).await?;
     register_node(&config, &meta).await?;
 
     tracing::info!(addr = %config.gossip_addr, "step 5: starting gossip");
