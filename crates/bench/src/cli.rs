@@ -57,16 +57,11 @@ pub struct Args {
     /// Benchmark only this registry (default: both).
     #[arg(long, value_enum)]
     pub only: Option<Target>,
-    /// The flotilla binary [default: $CARGO_TARGET_DIR/release/flotilla].
-    #[arg(long, env = "FLOTILLA_BENCH_FLOTILLA_BIN")]
-    pub flotilla_bin: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// The CNCF distribution binary.
     #[arg(long, default_value = "/usr/bin/docker-registry")]
     pub docker_registry_bin: PathBuf,
-    /// Where the temporary data directories go (the disk that is measured)
-    /// [default: the system temp dir].
-    #[arg(long)]
-    pub work_dir: Option<PathBuf>,
     /// Large blobs pushed then pulled [default: 8, quick 4].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub blobs: Option<u64>,
@@ -100,8 +95,20 @@ pub struct Args {
     /// Skip the huge-blob peak-RSS measurement.
     #[arg(long)]
     pub skip_huge: bool,
-    /// Run both registries with warning-level logs and no access log
-    /// (default: each registry's shipped logging).
+}
+
+/// Flags of every mode: the binary, the disk, logging, output, content and patience.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// The flotilla binary [default: $CARGO_TARGET_DIR/release/flotilla].
+    #[arg(long, env = "FLOTILLA_BENCH_FLOTILLA_BIN")]
+    pub flotilla_bin: Option<PathBuf>,
+    /// Where the temporary data directories go (the disk that is measured)
+    /// [default: the system temp dir].
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Run every registry process with warning-level logs and no access log
+    /// (default: the shipped logging).
     #[arg(long)]
     pub quiet_logs: bool,
     /// Print the results as JSON instead of markdown.
@@ -110,7 +117,7 @@ pub struct Args {
     /// Seed of all generated content.
     #[arg(long, default_value_t = 0x5eed)]
     pub seed: u64,
-    /// Seconds a registry may take to become ready.
+    /// Seconds a registry (or a cluster) may take to become ready.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub ready_timeout_secs: u64,
 }
@@ -184,9 +191,9 @@ impl From<Args> for Plan {
         };
         Plan {
             targets,
-            flotilla_bin: args.flotilla_bin.clone().unwrap_or_else(default_flotilla_bin),
+            flotilla_bin: args.common.flotilla_bin.clone().unwrap_or_else(default_flotilla_bin),
             docker_registry_bin: args.docker_registry_bin.clone(),
-            work_dir: args.work_dir.clone(),
+            work_dir: args.common.work_dir.clone(),
             large: LargePlan {
                 blobs: pick(args.blobs, LARGE_BLOBS),
                 blob_bytes: pick(args.blob_mib, LARGE_BLOB_MIB) * MIB,
@@ -201,10 +208,10 @@ impl From<Args> for Plan {
             },
             probe_bytes: pick(args.probe_mib, PROBE_MIB) * MIB,
             huge_bytes: (!args.skip_huge).then(|| pick(args.huge_gib, HUGE_BLOB_GIB) * GIB),
-            quiet_logs: args.quiet_logs,
-            json: args.json,
-            seed: args.seed,
-            ready_timeout_secs: args.ready_timeout_secs,
+            quiet_logs: args.common.quiet_logs,
+            json: args.common.json,
+            seed: args.common.seed,
+            ready_timeout_secs: args.common.ready_timeout_secs,
         }
     }
 }

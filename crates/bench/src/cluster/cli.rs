@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::cli::{default_flotilla_bin, LargePlan, OpsPlan};
+use crate::cli::{default_flotilla_bin, CommonArgs, LargePlan, OpsPlan};
 use crate::content::MIB;
 
 /// Full-run and `--quick` defaults.
@@ -44,12 +44,8 @@ pub struct ClusterArgs {
     /// (explicit flags still win).
     #[arg(long)]
     pub quick: bool,
-    /// The flotilla binary [default: $CARGO_TARGET_DIR/release/flotilla].
-    #[arg(long, env = "FLOTILLA_BENCH_FLOTILLA_BIN")]
-    pub flotilla_bin: Option<PathBuf>,
-    /// Where the nodes' data directories go (the disk that is measured) [default: the system temp dir].
-    #[arg(long)]
-    pub work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Concurrent clients of the manifest GET/HEAD phases.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub concurrency: u64,
@@ -92,18 +88,6 @@ pub struct ClusterArgs {
     /// Measurements to leave out (repeatable or comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub skip: Vec<Phase>,
-    /// Run the nodes with warning-level logs (default: the shipped logging).
-    #[arg(long)]
-    pub quiet_logs: bool,
-    /// Print the results as JSON instead of markdown.
-    #[arg(long)]
-    pub json: bool,
-    /// Seed of all generated content.
-    #[arg(long, default_value_t = 0x5eed)]
-    pub seed: u64,
-    /// Seconds a node may take to become ready, and the cluster to (re)form.
-    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub ready_timeout_secs: u64,
 }
 
 /// The failover trials.
@@ -174,8 +158,8 @@ impl From<ClusterArgs> for ClusterPlan {
         skip.dedup();
         ClusterPlan {
             nodes: args.nodes,
-            flotilla_bin: args.flotilla_bin.clone().unwrap_or_else(default_flotilla_bin),
-            work_dir: args.work_dir.clone(),
+            flotilla_bin: args.common.flotilla_bin.clone().unwrap_or_else(default_flotilla_bin),
+            work_dir: args.common.work_dir.clone(),
             reads: OpsPlan {
                 concurrency: args.concurrency,
                 phase_secs: pick(args.op_seconds, OP_PHASE_SECS),
@@ -198,10 +182,10 @@ impl From<ClusterArgs> for ClusterPlan {
                 trial_timeout_secs: args.failover_trial_timeout_secs,
             },
             skip,
-            quiet_logs: args.quiet_logs,
-            json: args.json,
-            seed: args.seed,
-            ready_timeout_secs: args.ready_timeout_secs,
+            quiet_logs: args.common.quiet_logs,
+            json: args.common.json,
+            seed: args.common.seed,
+            ready_timeout_secs: args.common.ready_timeout_secs,
         }
     }
 }
