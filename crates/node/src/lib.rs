@@ -97,7 +97,7 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     let catalog = Catalog::new(Arc::new(state_machine.reader()));
     // The guard against another cluster's Raft traffic is on before the RPC
     // server starts: a known cluster's id, or a new cluster's id chosen now.
-    // (A new node joining learns its cluster's id when it catches up.)
+    // (A new node joining learns its cluster's id from the join reply.)
     let new_cluster_id = match catalog.settings()? {
         Some(settings) => {
             flotilla_raft::network::cluster_id::set(&settings.cluster_id);
@@ -241,6 +241,7 @@ async fn form_cluster(
     };
     match join(config, local_cluster_id, shutdown).await? {
         Joined::Admitted { cluster_id, leader_id } => {
+            flotilla_raft::network::cluster_id::set(&cluster_id);
             tracing::info!(%cluster_id, leader_id, "admitted; catching up with the leader");
         }
         Joined::NoAnswer => {}

@@ -36,10 +36,12 @@ pub struct NodeView {
     pub role: String,
     /// `active`, `draining` or `removed`.
     pub state: String,
-    /// `alive`, `unreachable` or `unknown` (this node is not the leader and has no view).
+    /// What gossip says: `alive`, `suspect`, `down` or `unknown` (not heard of yet).
     pub liveness: String,
     pub http_addr: String,
     pub rpc_addr: String,
+    /// UDP address of its gossip (absent until the node registered one).
+    pub gossip_addr: Option<String>,
     pub zone: Option<String>,
     pub capacity: u64,
     /// Replicas of partitions this node owns in the current layout.

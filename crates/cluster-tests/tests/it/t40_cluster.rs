@@ -50,6 +50,10 @@ fn three_nodes_form_one_cluster_with_three_voters_and_a_synced_layout() {
                 assert_eq!(node["role"], "voter", "{node}");
                 assert_eq!(node["state"], "active", "{node}");
                 assert_eq!(node["partitions"], 1024, "with R = 3 on 3 nodes every node owns every partition: {node}");
+                assert_eq!(node["liveness"], "alive", "gossip hears every node: {node}");
+                let id = node["id"].as_u64().context("id")? as usize;
+                let gossip = sandbox.node(id - 1).gossip_addr().to_string();
+                assert_eq!(node["gossip_addr"], gossip.as_str(), "{node}");
             }
             assert_eq!(state["layout"]["sync_state"], "synced");
             assert_eq!(state["layout"]["replication_factor"], 3);

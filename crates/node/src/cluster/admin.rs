@@ -75,6 +75,7 @@ impl NodeAdmin {
             liveness: liveness.as_str().into(),
             http_addr: record.http_addr.clone(),
             rpc_addr: record.rpc_addr.clone(),
+            gossip_addr: record.gossip_addr.clone(),
             zone: record.zone.clone(),
             capacity: record.capacity,
             partitions: layout.map_or(0, |layout| layout.replicas_of(record.id)),
