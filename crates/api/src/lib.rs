@@ -11,9 +11,11 @@
 //! replicated metadata only through `flotilla_raft::MetaClient` and `Catalog`,
 //! and blob bytes through `flotilla_storage::blob_store::BlobStore`.
 
+pub mod artifactory;
 pub mod auth;
 pub mod cluster;
 pub mod oci;
 pub mod state;
+pub mod tasks;
 
 pub use state::{AppState, Limits, ReadConsistency};

@@ -2,44 +2,119 @@
 //! `/_cluster` REST API of any node. Each prints the JSON answer; an error
 //! answer is printed to stderr and makes the command fail.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use reqwest::Method;
+use serde_json::{json, Value};
 
 use crate::cli::{ClusterArgs, ClusterCommand};
+use crate::config::parse_duration;
+
+/// How often `gc --wait` looks at its task.
+const WAIT_POLL: Duration = Duration::from_millis(500);
 
 /// Runs one subcommand against the node at `args.url`.
 pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
-    let (method, path) = match args.command {
-        ClusterCommand::Health => (Method::GET, "/_cluster/health".to_owned()),
-        ClusterCommand::Status => (Method::GET, "/_cluster/state".to_owned()),
-        ClusterCommand::Nodes => (Method::GET, "/_cluster/nodes".to_owned()),
-        ClusterCommand::Layout => (Method::GET, "/_cluster/layout".to_owned()),
-        ClusterCommand::Drain { node_id } => (Method::POST, format!("/_cluster/nodes/{node_id}/drain")),
-        ClusterCommand::Remove { node_id } => (Method::DELETE, format!("/_cluster/nodes/{node_id}")),
+    let client = Client { http: reqwest::Client::new(), args: &args };
+    let (method, path, body) = match &args.command {
+        ClusterCommand::Health => (Method::GET, "/_cluster/health".to_owned(), None),
+        ClusterCommand::Status => (Method::GET, "/_cluster/state".to_owned(), None),
+        ClusterCommand::Nodes => (Method::GET, "/_cluster/nodes".to_owned(), None),
+        ClusterCommand::Layout => (Method::GET, "/_cluster/layout".to_owned(), None),
+        ClusterCommand::Drain { node_id } => (Method::POST, format!("/_cluster/nodes/{node_id}/drain"), None),
+        ClusterCommand::Remove { node_id } => (Method::DELETE, format!("/_cluster/nodes/{node_id}"), None),
+        ClusterCommand::Gc { dry_run, grace, .. } => {
+            let grace_seconds = grace
+                .as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map_err(|reason| anyhow::anyhow!("--grace: {reason}"))?
+                .map(|grace| grace.as_secs());
+            let body = json!({"kind": "gc", "dry_run": dry_run, "grace_seconds": grace_seconds});
+            (Method::POST, "/_cluster/tasks".to_owned(), Some(body))
+        }
+        ClusterCommand::Tasks => (Method::GET, "/_cluster/tasks".to_owned(), None),
+        ClusterCommand::Task { id } => (Method::GET, format!("/_cluster/tasks/{id}"), None),
+        ClusterCommand::Cancel { id } => (Method::POST, format!("/_cluster/tasks/{id}/cancel"), None),
     };
-    let url = format!("{}{path}", args.url.trim_end_matches('/'));
-    let response = reqwest::Client::new()
-        .request(method, &url)
-        .basic_auth(&args.user, Some(&args.password))
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    let pretty = serde_json::from_str::<serde_json::Value>(&body)
+    let (status, answer) = client.call(method, &path, body).await?;
+    let health = path.ends_with("/health");
+    let unhealthy = health && status.as_u16() == 503;
+    if !status.is_success() && !unhealthy {
+        eprintln!("{}", pretty(&answer));
+        anyhow::bail!("{} answered {status}", client.url(&path));
+    }
+    if let ClusterCommand::Gc { wait: true, .. } = args.command {
+        return wait_for_task(&client, &answer).await;
+    }
+    if !answer.is_empty() {
+        println!("{}", pretty(&answer));
+    }
+    if !status.is_success() {
+        anyhow::bail!("cluster is unhealthy ({status})");
+    }
+    Ok(())
+}
+
+/// Polls the task in `created` (a task document) until it ends; prints it.
+async fn wait_for_task(client: &Client<'_>, created: &str) -> anyhow::Result<()> {
+    let task: Value = serde_json::from_str(created).context("the node did not answer with a task")?;
+    let id = task["id"].as_str().context("the task has no id")?.to_owned();
+    loop {
+        let (status, answer) = client.call(Method::GET, &format!("/_cluster/tasks/{id}"), None).await?;
+        if status.is_success() {
+            let task: Value = serde_json::from_str(&answer).context("the node did not answer with a task")?;
+            match task["state"].as_str() {
+                Some("finished") => {
+                    println!("{}", pretty(&answer));
+                    return Ok(());
+                }
+                Some(state @ ("failed" | "cancelled")) => {
+                    eprintln!("{}", pretty(&answer));
+                    anyhow::bail!("task {id} {state}");
+                }
+                _ => {}
+            }
+        } else if status.as_u16() != 503 {
+            eprintln!("{}", pretty(&answer));
+            anyhow::bail!("{} answered {status}", client.url(&format!("/_cluster/tasks/{id}")));
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
+}
+
+struct Client<'a> {
+    http: reqwest::Client,
+    args: &'a ClusterArgs,
+}
+
+impl Client<'_> {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.args.url.trim_end_matches('/'))
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(reqwest::StatusCode, String)> {
+        let url = self.url(path);
+        let mut request = self.http.request(method, &url).basic_auth(&self.args.user, Some(&self.args.password));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status();
+        Ok((status, response.text().await.unwrap_or_default()))
+    }
+}
+
+/// Pretty-prints a JSON answer; anything else as it is.
+fn pretty(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|value| serde_json::to_string_pretty(&value).ok())
-        .unwrap_or(body);
-    if status.is_success() || (status.as_u16() == 503 && path.ends_with("/health")) {
-        if !pretty.is_empty() {
-            println!("{pretty}");
-        }
-        if !status.is_success() {
-            anyhow::bail!("cluster is unhealthy ({status})");
-        }
-        Ok(())
-    } else {
-        eprintln!("{pretty}");
-        anyhow::bail!("{url} answered {status}")
-    }
+        .unwrap_or_else(|| body.to_owned())
 }

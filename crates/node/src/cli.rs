@@ -54,6 +54,24 @@ pub enum ClusterCommand {
     Drain { node_id: u64 },
     /// Remove a node now (for a node that is gone for good).
     Remove { node_id: u64 },
+    /// Start garbage collection: blobs no manifest references, unreferenced for the grace period.
+    Gc {
+        /// Only report what would be collected.
+        #[arg(long)]
+        dry_run: bool,
+        /// Grace period for this run (`1h`, `0s`); the cluster's `gc_grace` when absent.
+        #[arg(long)]
+        grace: Option<String>,
+        /// Wait for the task to end and print its result; fails unless it finished.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// The cluster tasks, newest first.
+    Tasks,
+    /// One task.
+    Task { id: String },
+    /// Cancel a scheduled or running task.
+    Cancel { id: String },
 }
 
 /// Flags of `flotilla serve`; unset flags leave the file's (or default) value.
@@ -91,6 +109,10 @@ pub struct ServeArgs {
     pub voters: Option<u32>,
     #[arg(long, env = "FLOTILLA_GC_GRACE")]
     pub gc_grace: Option<String>,
+    #[arg(long, env = "FLOTILLA_GC_INTERVAL")]
+    pub gc_interval: Option<String>,
+    #[arg(long, env = "FLOTILLA_GC_CLOCK_MARGIN")]
+    pub gc_clock_margin: Option<String>,
     #[arg(long, env = "FLOTILLA_READ_CONSISTENCY")]
     pub read_consistency: Option<String>,
     #[arg(long, env = "FLOTILLA_MAX_MANIFEST_BYTES")]
@@ -141,6 +163,8 @@ impl ServeArgs {
             replication_factor,
             voters,
             gc_grace,
+            gc_interval,
+            gc_clock_margin,
             read_consistency,
             max_manifest_bytes,
             max_blob_bytes,

@@ -43,6 +43,11 @@ pub struct Config {
     pub voters: u32,
     /// How long an unreferenced blob is kept before garbage collection may delete it (`1h`, `30m`, `0s`).
     pub gc_grace: String,
+    /// Start a garbage collection this long after the last one (`24h`); `0s` = only on demand.
+    pub gc_interval: String,
+    /// How far the clocks of two nodes may disagree (`2s`). A node keeps a copy of a
+    /// collected blob that was stored less than this before the collection.
+    pub gc_clock_margin: String,
     /// `linearizable` (read index from the leader) or `local` (may be stale on a follower).
     pub read_consistency: String,
     /// Largest manifest accepted, bytes (the spec asks for at least 4 MiB).
@@ -89,6 +94,8 @@ impl Default for Config {
             replication_factor: 3,
             voters: 3,
             gc_grace: "1h".into(),
+            gc_interval: "24h".into(),
+            gc_clock_margin: "2s".into(),
             read_consistency: "linearizable".into(),
             max_manifest_bytes: 8 << 20,
             max_blob_bytes: 1 << 40,
@@ -163,6 +170,9 @@ impl Config {
             return invalid("log_format", "must be `text` or `json`");
         }
         parse_duration(&self.gc_grace).map_err(|reason| ConfigError::Invalid { name: "gc_grace", reason })?;
+        parse_duration(&self.gc_interval).map_err(|reason| ConfigError::Invalid { name: "gc_interval", reason })?;
+        parse_duration(&self.gc_clock_margin)
+            .map_err(|reason| ConfigError::Invalid { name: "gc_clock_margin", reason })?;
         parse_duration(&self.upload_expiry).map_err(|reason| ConfigError::Invalid { name: "upload_expiry", reason })?;
         Ok(())
     }

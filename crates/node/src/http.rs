@@ -54,6 +54,7 @@ pub fn router(state: AppState, metrics: Arc<Metrics>, uploads: Arc<UploadForward
     Router::new()
         .merge(flotilla_api::oci::router(&state))
         .merge(flotilla_api::cluster::router())
+        .merge(flotilla_api::artifactory::router())
         .with_state(state)
         .merge(health)
         .merge(metrics_route)

@@ -16,6 +16,7 @@ pub mod directory;
 pub mod http;
 pub mod placement;
 pub mod proto;
+pub mod tasks;
 pub mod telemetry;
 pub mod upload_forward;
 pub mod workers;
@@ -166,7 +167,7 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         shutdown.clone(),
     )
     .await?;
-    let replicated = Arc::new(ReplicatedBlobStore::new(view.clone(), blobs, peers.clone(), liveness.clone()));
+    let replicated = Arc::new(ReplicatedBlobStore::new(view.clone(), blobs.clone(), peers.clone(), liveness.clone()));
 
     tracing::info!(addr = %config.http_addr, "step 6: serving HTTP");
     let metrics = telemetry::Metrics::new();
@@ -187,11 +188,29 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     let server = tokio::spawn(http::serve_http(config.http_addr, state, metrics.clone(), forwarder, shutdown.clone()));
 
     tracing::info!("step 7: starting workers");
-    let upload_expiry = config::parse_duration(&config.upload_expiry).map_err(anyhow::Error::msg)?;
+    let duration = |text: &str| config::parse_duration(text).map_err(anyhow::Error::msg);
+    let upload_expiry = duration(&config.upload_expiry)?;
     let mut workers = workers::spawn_all(
-        workers::Workers { meta: meta.clone(), blobs: replicated, uploads, metrics, upload_expiry },
+        workers::Workers { meta: meta.clone(), blobs: replicated, uploads, metrics: metrics.clone(), upload_expiry },
         shutdown.clone(),
     );
+    let gc_interval = duration(&config.gc_interval)?;
+    let runner = tasks::TaskRunner {
+        meta: meta.clone(),
+        settings: tasks::TaskSettings {
+            gc_grace: duration(&config.gc_grace)?,
+            gc_interval: (!gc_interval.is_zero()).then_some(gc_interval),
+        },
+        metrics: metrics.clone(),
+    };
+    workers.push(tokio::spawn(runner.run(shutdown.clone())));
+    let reclaimer = tasks::reclaim::Reclaimer {
+        meta: meta.clone(),
+        local: blobs,
+        clock_margin: duration(&config.gc_clock_margin)?,
+        metrics,
+    };
+    workers.push(tokio::spawn(reclaimer.run(shutdown.clone())));
     let membership = Membership {
         view,
         meta: meta.clone(),

@@ -56,6 +56,16 @@ pub struct Metrics {
     raft_is_leader: Gauge,
     blobs_stored: Gauge,
     blob_bytes_stored: Gauge,
+    reclaimed_blobs: Counter,
+    reclaimed_bytes: Counter,
+    tasks: Family<TaskLabels, Counter>,
+    task_duration: Family<TaskLabels, Histogram>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    kind: &'static str,
+    state: &'static str,
 }
 
 impl Metrics {
@@ -68,6 +78,25 @@ impl Metrics {
         });
         registry.register("http_requests", "HTTP requests by surface, route, method and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
+        let reclaimed_blobs = Counter::default();
+        let reclaimed_bytes = Counter::default();
+        let tasks = Family::<TaskLabels, Counter>::default();
+        let task_duration = Family::<TaskLabels, Histogram>::new_with_constructor(|| {
+            // 10 ms to ~3 h in 21 doubling buckets.
+            Histogram::new(exponential_buckets(0.01, 2.0, 21))
+        });
+        registry.register(
+            "gc_reclaimed_blobs",
+            "Copies of collected blobs deleted from this node",
+            reclaimed_blobs.clone(),
+        );
+        registry.register(
+            "gc_reclaimed_bytes",
+            "Bytes freed on this node by garbage collection",
+            reclaimed_bytes.clone(),
+        );
+        registry.register("tasks", "Cluster tasks this node ran to an end, by kind and final state", tasks.clone());
+        registry.register("task_duration_seconds", "How long cluster tasks ran on this node", task_duration.clone());
         let metrics = Metrics {
             requests,
             latency,
@@ -77,6 +106,10 @@ impl Metrics {
             raft_is_leader: Gauge::default(),
             blobs_stored: Gauge::default(),
             blob_bytes_stored: Gauge::default(),
+            reclaimed_blobs,
+            reclaimed_bytes,
+            tasks,
+            task_duration,
             registry,
         };
         let mut metrics = metrics;
@@ -109,6 +142,19 @@ impl Metrics {
         self.blob_bytes_stored.set(bytes as i64);
     }
 
+    /// Counts a deleted copy of a collected blob.
+    pub fn observe_reclaimed(&self, bytes: u64) {
+        self.reclaimed_blobs.inc();
+        self.reclaimed_bytes.inc_by(bytes);
+    }
+
+    /// Counts a task that ended on this node.
+    pub fn observe_task(&self, kind: &'static str, state: &'static str, elapsed: std::time::Duration) {
+        let labels = TaskLabels { kind, state };
+        self.tasks.get_or_create(&labels).inc();
+        self.task_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
     fn encode(&self) -> String {
         let mut text = String::new();
         if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
@@ -127,6 +173,7 @@ fn classify(path: &str) -> (&'static str, &'static str) {
         "/healthz" | "/readyz" => ("node", "health"),
         "/metrics" => ("node", "metrics"),
         _ if path.starts_with("/_cluster") => ("cluster", "cluster"),
+        _ if path.starts_with("/artifactory/") => ("artifactory", "artifactory"),
         _ => ("other", "other"),
     }
 }

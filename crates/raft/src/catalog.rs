@@ -11,8 +11,9 @@ use crate::cluster::{Layout, NodeRecord};
 use crate::command::{ClusterSettings, UserRecord};
 use crate::state_machine::keys;
 use crate::state_machine::model::{decode, get_json};
-use crate::state_machine::records::{BlobRecord, ManifestContent, ManifestRecord, TagRecord};
+use crate::state_machine::records::{BlobRecord, GcState, ManifestContent, ManifestRecord, TagRecord, Tombstone};
 use crate::state_machine::{StateRead, StoreError};
+use crate::task::TaskRecord;
 use crate::types::NodeId;
 
 /// The most entries one list call returns, whatever the client asks for.
@@ -125,6 +126,57 @@ impl Catalog {
     pub fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
         let entries = self.reader.scan(&keys::node_prefix(), None, MAX_PAGE)?;
         entries.iter().map(|(_, value)| decode(value)).collect()
+    }
+
+    /// Blob records in digest order, strictly after `after`, at most `limit` (for garbage collection).
+    pub fn blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<(Digest, BlobRecord)>, StoreError> {
+        let after = after.map(keys::blob);
+        let entries = self.reader.scan(&keys::blob_prefix(), after.as_deref(), limit.min(MAX_PAGE))?;
+        let mut blobs = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            let digest = keys::blob_digest_of(&key).ok_or_else(|| StoreError("malformed blob key".into()))?;
+            blobs.push((digest, decode(&value)?));
+        }
+        Ok(blobs)
+    }
+
+    /// Garbage-collection epochs (zero before the first collection).
+    pub fn gc_state(&self) -> Result<GcState, StoreError> {
+        Ok(get_json(&*self.reader, &keys::gc_state())?.unwrap_or_default())
+    }
+
+    /// Tombstones in the order of the collections that made them, strictly
+    /// after `after` (an epoch and digest), at most `limit`: `(epoch, digest, collected_ms)`.
+    pub fn tombstones(
+        &self,
+        after: Option<(u64, &Digest)>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Digest, u64)>, StoreError> {
+        let start = after.map(|(epoch, digest)| keys::tombstone_epoch(epoch, digest));
+        let entries = self.reader.scan(&keys::tombstone_epoch_prefix(), start.as_deref(), limit.min(MAX_PAGE))?;
+        let mut tombstones = Vec::with_capacity(entries.len());
+        for (key, _) in entries {
+            let (epoch, digest) =
+                keys::tombstone_epoch_parts(&key).ok_or_else(|| StoreError("malformed tombstone key".into()))?;
+            let collected_ms = get_json::<Tombstone>(&*self.reader, &keys::tombstone(&digest))?
+                .filter(|tombstone| tombstone.epoch == epoch)
+                .map_or(0, |tombstone| tombstone.collected_ms);
+            tombstones.push((epoch, digest, collected_ms));
+        }
+        Ok(tombstones)
+    }
+
+    /// A task by id.
+    pub fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        get_json(&*self.reader, &keys::task(id))
+    }
+
+    /// Every task kept, newest first.
+    pub fn tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        let entries = self.reader.scan(&keys::task_prefix(), None, MAX_PAGE)?;
+        let mut tasks: Vec<TaskRecord> = entries.iter().map(|(_, value)| decode(value)).collect::<Result<_, _>>()?;
+        tasks.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then_with(|| a.id.cmp(&b.id)));
+        Ok(tasks)
     }
 
     /// The current partition layout, once one was computed.

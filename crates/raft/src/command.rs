@@ -11,6 +11,7 @@ use flotilla_storage::Digest;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{Layout, NodeRecord, NodeState};
+use crate::task::{TaskRecord, TaskUpdate};
 use crate::types::NodeId;
 
 /// Identifies one client-visible write; a repeated id is applied once and the
@@ -55,8 +56,17 @@ pub enum Command {
     PutUser(UserRecord),
     /// Removes a user.
     DeleteUser { name: String },
-    /// Records a verified blob and links it into `repo`.
-    PutBlob { repo: String, digest: Digest, size: u64 },
+    /// Records a verified blob and links it into `repo`. `gc_epoch` is the
+    /// garbage-collection epoch the proposer had applied before the bytes were
+    /// written; refused if the blob was collected in a later epoch (its bytes may
+    /// be gone from some node), so the client uploads again.
+    PutBlob {
+        repo: String,
+        digest: Digest,
+        size: u64,
+        #[serde(default)]
+        gc_epoch: u64,
+    },
     /// Links a blob already linked in `from` into `repo`.
     MountBlob { from: String, repo: String, digest: Digest },
     /// Removes a blob's link from `repo`; the bytes stay until garbage collection.
@@ -77,6 +87,18 @@ pub enum Command {
     PutLayout(Box<Layout>),
     /// The data of layout `version` has moved: drop its `previous` owners.
     MarkLayoutSynced { version: u64 },
+    /// Records a new task; refused while another task of its kind is scheduled or running.
+    CreateTask(Box<TaskRecord>),
+    /// Changes a task; refused for an unknown or terminal task.
+    UpdateTask(TaskUpdate),
+    /// Cancels a task; refused for an unknown or terminal task.
+    CancelTask { id: String },
+    /// Garbage collection: forgets each listed blob that no manifest references
+    /// and that has been unreferenced since `unreferenced_before_ms` or earlier
+    /// (re-checked here), or that has no record at all (a stray copy). Each
+    /// collected blob gets a tombstone in a new epoch, from which every node
+    /// deletes its copy. Counted into `task`; refused if that task is terminal.
+    CollectBlobs { task: Option<String>, digests: Vec<Digest>, unreferenced_before_ms: u64 },
 }
 
 impl Command {
@@ -96,6 +118,10 @@ impl Command {
             Command::SetNodeState { .. } => "set_node_state",
             Command::PutLayout(_) => "put_layout",
             Command::MarkLayoutSynced { .. } => "mark_layout_synced",
+            Command::CreateTask(_) => "create_task",
+            Command::UpdateTask(_) => "update_task",
+            Command::CancelTask { .. } => "cancel_task",
+            Command::CollectBlobs { .. } => "collect_blobs",
         }
     }
 }
@@ -192,4 +218,9 @@ pub enum RejectionKind {
     NodeRemoved,
     /// A layout or node change that is malformed or out of order.
     Invalid,
+    TaskUnknown,
+    /// Another task of the kind is active, or the task already ended.
+    TaskConflict,
+    /// The blob was garbage-collected while it was being uploaded.
+    BlobCollected,
 }

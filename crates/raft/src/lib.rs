@@ -30,6 +30,7 @@ pub mod command;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
+pub mod task;
 pub mod types;
 
 pub use catalog::{Catalog, StoredManifest};

@@ -7,13 +7,17 @@ use flotilla_raft::command::{Command, PutManifest, Request, RequestId, Response}
 use flotilla_raft::state_machine::keys::{self, table};
 use flotilla_raft::state_machine::memory::MemoryState;
 use flotilla_raft::state_machine::model::{apply, decode};
-use flotilla_raft::state_machine::records::{BlobRecord, ManifestContent, ManifestRecord, TagRecord};
+use flotilla_raft::state_machine::records::{
+    BlobRecord, GcState, ManifestContent, ManifestRecord, TagRecord, Tombstone,
+};
+use flotilla_raft::task::{TaskCounters, TaskKind, TaskOptions, TaskRecord, TaskState, TaskUpdate, Trigger};
 use flotilla_raft::{Layout, NodeRecord, NodeState};
 use flotilla_storage::Digest;
 use proptest::prelude::*;
 
 const REPOS: [&str; 3] = ["a", "a/b", "c"];
 const TAGS: [&str; 3] = ["latest", "v1", "v2"];
+const TASK_IDS: [&str; 3] = ["t1", "t2", "t3"];
 
 fn blob_digest(i: u8) -> Digest {
     Digest::sha256_of(&[b'b', i])
@@ -22,9 +26,27 @@ fn blob_digest(i: u8) -> Digest {
 /// A small universe of operations over 3 repositories, 5 blobs and manifests made from blob subsets.
 #[derive(Debug, Clone)]
 enum Op {
+    /// With `stale`, the uploader had not yet seen the latest garbage collection.
     PutBlob {
         repo: usize,
         blob: u8,
+        stale: bool,
+    },
+    /// Garbage-collect these blobs if unreferenced for `grace` ms, within task `task` if given.
+    Collect {
+        blobs: BTreeSet<u8>,
+        grace: u64,
+        task: Option<usize>,
+    },
+    CreateTask {
+        task: usize,
+    },
+    UpdateTask {
+        task: usize,
+        state: Option<TaskState>,
+    },
+    CancelTask {
+        task: usize,
     },
     Mount {
         from: usize,
@@ -76,7 +98,26 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     let repo = 0..REPOS.len();
     let blob = 0u8..5;
     prop_oneof![
-        (repo.clone(), blob.clone()).prop_map(|(repo, blob)| Op::PutBlob { repo, blob }),
+        (repo.clone(), blob.clone(), proptest::bool::weighted(0.2)).prop_map(|(repo, blob, stale)| Op::PutBlob {
+            repo,
+            blob,
+            stale
+        }),
+        (proptest::collection::btree_set(0u8..6, 0..4), 0u64..40, proptest::option::of(0..TASK_IDS.len()))
+            .prop_map(|(blobs, grace, task)| Op::Collect { blobs, grace, task }),
+        (0..TASK_IDS.len()).prop_map(|task| Op::CreateTask { task }),
+        (
+            0..TASK_IDS.len(),
+            proptest::option::of(prop_oneof![
+                Just(TaskState::Scheduled),
+                Just(TaskState::Running),
+                Just(TaskState::Finished),
+                Just(TaskState::Failed),
+                Just(TaskState::Cancelled)
+            ])
+        )
+            .prop_map(|(task, state)| Op::UpdateTask { task, state }),
+        (0..TASK_IDS.len()).prop_map(|task| Op::CancelTask { task }),
         (repo.clone(), repo.clone(), blob.clone()).prop_map(|(from, repo, blob)| Op::Mount { from, repo, blob }),
         (repo.clone(), blob.clone()).prop_map(|(repo, blob)| Op::Unlink { repo, blob }),
         (
@@ -155,9 +196,36 @@ impl Harness {
     fn run(&mut self, op: &Op) {
         self.clock += 7;
         let command = match op {
-            Op::PutBlob { repo, blob } => {
-                Command::PutBlob { repo: REPOS[*repo].into(), digest: blob_digest(*blob), size: u64::from(*blob) * 10 }
+            Op::PutBlob { repo, blob, stale } => {
+                let epoch = self.gc().epoch;
+                Command::PutBlob {
+                    repo: REPOS[*repo].into(),
+                    digest: blob_digest(*blob),
+                    size: u64::from(*blob) * 10,
+                    gc_epoch: if *stale { epoch.saturating_sub(1) } else { epoch },
+                }
             }
+            Op::Collect { blobs, grace, task } => Command::CollectBlobs {
+                task: task.map(|t| TASK_IDS[t].to_string()),
+                digests: blobs.iter().map(|b| blob_digest(*b)).collect(),
+                unreferenced_before_ms: self.clock.saturating_sub(*grace),
+            },
+            Op::CreateTask { task } => Command::CreateTask(Box::new(TaskRecord::new(
+                TASK_IDS[*task].into(),
+                TaskKind::Gc,
+                Trigger::Operator,
+                TaskOptions::default(),
+                self.clock,
+            ))),
+            Op::UpdateTask { task, state } => Command::UpdateTask(TaskUpdate {
+                id: TASK_IDS[*task].into(),
+                state: *state,
+                node: Some(1),
+                counters: TaskCounters { scanned: 1, ..TaskCounters::default() },
+                error: None,
+                cursor: Some(format!("{}", self.clock)),
+            }),
+            Op::CancelTask { task } => Command::CancelTask { id: TASK_IDS[*task].into() },
             Op::Mount { from, repo, blob } => {
                 Command::MountBlob { from: REPOS[*from].into(), repo: REPOS[*repo].into(), digest: blob_digest(*blob) }
             }
@@ -218,7 +286,17 @@ impl Harness {
         let before = self.state.clone();
         let layout_before = self.layout();
         let removed_before: BTreeSet<u64> = self.removed_nodes();
+        let blobs_before: BTreeMap<Vec<u8>, BlobRecord> = self.table(table::BLOB).into_iter().collect();
+        let tasks_before: Vec<(Vec<u8>, TaskRecord)> = self.table(table::TASK);
+        let gc_before = self.gc();
         let response = apply(&mut self.state, &request).unwrap();
+        self.check_collection(&request.command, &response, &blobs_before, gc_before);
+        // An ended task never changes again (it may only be dropped to keep the list short).
+        for (key, task) in tasks_before.iter().filter(|(_, task)| task.state.is_terminal()) {
+            if let Some(bytes) = self.state.entries.get(key) {
+                assert_eq!(&decode::<TaskRecord>(bytes).unwrap(), task, "an ended task changed: {request:?}");
+            }
+        }
         if let Response::Rejected(_) = response {
             let mut expected = before.clone();
             // Only the request-id bookkeeping may change on a rejection.
@@ -244,6 +322,56 @@ impl Harness {
         // A removed node stays removed.
         assert!(removed_before.is_subset(&self.removed_nodes()), "a removed node came back: {request:?}");
         self.history.push((request, response));
+    }
+
+    /// What a collection or an upload may do to blob records.
+    fn check_collection(
+        &self,
+        command: &Command,
+        response: &Response,
+        before: &BTreeMap<Vec<u8>, BlobRecord>,
+        gc_before: GcState,
+    ) {
+        let after: BTreeMap<Vec<u8>, BlobRecord> = self.table(table::BLOB).into_iter().collect();
+        match command {
+            Command::CollectBlobs { digests, unreferenced_before_ms, .. } => {
+                for (key, record) in before {
+                    if after.contains_key(key) {
+                        continue;
+                    }
+                    let listed = digests.iter().any(|d| keys::blob(d) == *key);
+                    assert!(listed, "a blob that was not listed was collected");
+                    assert_eq!(record.refcount, 0, "a referenced blob was collected");
+                    assert!(
+                        record.unreferenced_since_ms.is_some_and(|t| t <= *unreferenced_before_ms),
+                        "a blob inside its grace period was collected"
+                    );
+                }
+                if *response == Response::Ok {
+                    assert_eq!(self.gc().epoch, gc_before.epoch + 1, "each collection is a new epoch");
+                    // Every blob that is gone (collected now, or a stray copy without a record) is fenced.
+                    for digest in digests.iter().filter(|d| !after.contains_key(&keys::blob(d))) {
+                        let tombstone: Tombstone = decode(&self.state.entries[&keys::tombstone(digest)]).unwrap();
+                        assert_eq!(tombstone.epoch, gc_before.epoch + 1);
+                    }
+                }
+            }
+            Command::PutBlob { digest, gc_epoch, .. } => {
+                let tombstone =
+                    self.state.entries.get(&keys::tombstone(digest)).map(|b| decode::<Tombstone>(b).unwrap());
+                if tombstone.is_some_and(|t| t.epoch > *gc_epoch) {
+                    assert!(
+                        matches!(response, Response::Rejected(_)),
+                        "an upload older than the collection of its blob recorded it"
+                    );
+                }
+            }
+            _ => assert!(before.keys().all(|key| after.contains_key(key)), "only a collection forgets blobs"),
+        }
+    }
+
+    fn gc(&self) -> GcState {
+        self.state.entries.get(&keys::gc_state()).map(|bytes| decode(bytes).unwrap()).unwrap_or_default()
     }
 
     fn layout(&self) -> Option<Layout> {
@@ -305,6 +433,39 @@ impl Harness {
                 }
             }
         }
+        // A link needs the blob's record, and the reverse index matches the links one for one.
+        let links: Vec<Vec<u8>> = self.state.entries.keys().filter(|k| k[0] == table::REPO_BLOB).cloned().collect();
+        let reverse = self.state.entries.keys().filter(|k| k[0] == table::BLOB_LINK).count();
+        assert_eq!(links.len(), reverse, "every link has its reverse entry");
+        for repo in REPOS {
+            for blob in 0u8..6 {
+                let digest = blob_digest(blob);
+                let linked = self.state.entries.contains_key(&keys::repo_blob(repo, &digest));
+                assert_eq!(linked, self.state.entries.contains_key(&keys::blob_link(&digest, repo)));
+                if linked {
+                    assert!(blobs.contains_key(&keys::blob(&digest)), "{repo} links collected blob {digest}");
+                }
+            }
+        }
+        // Tombstones and their epoch index agree, and no epoch is ahead of the state's.
+        let gc = self.gc();
+        let tombstones: Vec<(Vec<u8>, Tombstone)> = self.table(table::TOMBSTONE);
+        let by_epoch: Vec<(u64, Digest)> = self
+            .state
+            .entries
+            .keys()
+            .filter(|k| k[0] == table::TOMBSTONE_EPOCH)
+            .map(|k| keys::tombstone_epoch_parts(k).unwrap())
+            .collect();
+        assert_eq!(tombstones.len(), by_epoch.len());
+        for (epoch, digest) in &by_epoch {
+            let tombstone: Tombstone = decode(&self.state.entries[&keys::tombstone(digest)]).unwrap();
+            assert_eq!(tombstone.epoch, *epoch);
+            assert!(*epoch <= gc.epoch && gc.floor <= gc.epoch);
+        }
+        // At most one task of a kind is active.
+        let active = self.table::<TaskRecord>(table::TASK).into_iter().filter(|(_, t)| !t.state.is_terminal()).count();
+        assert!(active <= 1, "{active} gc tasks active at once");
         // Referrer entries match manifests with a subject, one for one.
         let referrer_count = self.state.entries.keys().filter(|k| k[0] == table::REFERRER).count();
         let with_subject = manifests.iter().filter(|(_, m)| m.subject.is_some()).count();
@@ -365,4 +526,39 @@ fn request_ids_expire_after_the_retention() {
     apply(&mut state, &later).unwrap();
     assert!(!state.entries.contains_key(&keys::request(RequestId(1))));
     assert!(state.entries.contains_key(&keys::request(RequestId(2))));
+}
+
+#[test]
+fn collection_forgets_unreferenced_blobs_after_the_grace_and_fences_old_uploads() {
+    let mut state = MemoryState::default();
+    let mut id = 0u128;
+    let mut run = |state: &mut MemoryState, time_ms: u64, command: Command| {
+        id += 1;
+        apply(state, &Request { request_id: RequestId(id), time_ms, command }).unwrap()
+    };
+    let (kept, dropped) = (blob_digest(1), blob_digest(2));
+    for digest in [&kept, &dropped] {
+        let put = Command::PutBlob { repo: "a".into(), digest: digest.clone(), size: 3, gc_epoch: 0 };
+        assert_eq!(run(&mut state, 100, put), Response::Ok);
+    }
+    let manifest = manifest_for(0, &BTreeSet::from([1]), None, None, Some(0));
+    assert_eq!(run(&mut state, 110, Command::PutManifest(Box::new(manifest))), Response::Ok);
+    let both = vec![kept.clone(), dropped.clone()];
+    // Inside the grace period nothing goes.
+    let early = Command::CollectBlobs { task: None, digests: both.clone(), unreferenced_before_ms: 99 };
+    assert_eq!(run(&mut state, 120, early), Response::Ok);
+    assert!(state.entries.contains_key(&keys::blob(&dropped)));
+    // After it, only the unreferenced blob goes, with its link.
+    let late = Command::CollectBlobs { task: None, digests: both, unreferenced_before_ms: 100 };
+    assert_eq!(run(&mut state, 130, late), Response::Ok);
+    assert!(state.entries.contains_key(&keys::blob(&kept)));
+    assert!(!state.entries.contains_key(&keys::blob(&dropped)));
+    assert!(!state.entries.contains_key(&keys::repo_blob("a", &dropped)));
+    // An upload that began before the collection (epoch 1) must upload again; a later one records the blob.
+    let stale = Command::PutBlob { repo: "a".into(), digest: dropped.clone(), size: 3, gc_epoch: 1 };
+    assert!(
+        matches!(run(&mut state, 140, stale), Response::Rejected(r) if r.kind == flotilla_raft::command::RejectionKind::BlobCollected)
+    );
+    let fresh = Command::PutBlob { repo: "a".into(), digest: dropped.clone(), size: 3, gc_epoch: 2 };
+    assert_eq!(run(&mut state, 150, fresh), Response::Ok);
 }

@@ -26,6 +26,7 @@
 
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
@@ -43,9 +44,26 @@ const FAN_OUT_HEX_CHARS: usize = 2;
 const BLOBS_DIR: &str = "blobs";
 const TEMP_DIR: &str = "tmp";
 
+/// Stripes of the lock that orders installing a blob against deleting it.
+const INSTALL_LOCK_STRIPES: usize = 64;
+
+/// What [`FsBlobStore::delete_if_older`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reclaimed {
+    /// The file was removed; it held this many bytes.
+    Deleted(u64),
+    /// The file was (re)written at or after the cutoff and was kept.
+    Recent,
+    /// There was no file.
+    Absent,
+}
+
 /// Blobs as files under a root directory.
 pub struct FsBlobStore {
     root: PathBuf,
+    /// Per digest stripe: an install (touch, rename) and a conditional delete
+    /// (look at the time, unlink) of the same blob never interleave.
+    install_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl FsBlobStore {
@@ -53,7 +71,8 @@ impl FsBlobStore {
     pub async fn open(root: PathBuf) -> Result<Self, BlobError> {
         tokio::fs::create_dir_all(root.join(BLOBS_DIR)).await?;
         tokio::fs::create_dir_all(root.join(TEMP_DIR)).await?;
-        let store = FsBlobStore { root };
+        let install_locks = (0..INSTALL_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
+        let store = FsBlobStore { root, install_locks };
         let removed = store.clear_temp_dir().await?;
         if removed > 0 {
             tracing::info!(removed, root = %store.root.display(), "removed unfinished blob writes");
@@ -94,15 +113,45 @@ impl FsBlobStore {
         Ok(removed)
     }
 
+    fn install_lock(&self, digest: &Digest) -> &tokio::sync::Mutex<()> {
+        let stripe = digest.hash().first().copied().unwrap_or(0) as usize % INSTALL_LOCK_STRIPES;
+        &self.install_locks[stripe]
+    }
+
     /// Renames a complete, synced file into place and makes the rename durable.
+    /// Its modification time becomes now: the time the blob was (re)stored, which
+    /// [`FsBlobStore::delete_if_older`] goes by.
     async fn install(&self, digest: &Digest, source: &Path) -> Result<(), BlobError> {
         let blobs_dir = self.root.join(BLOBS_DIR);
         let algorithm_dir = self.algorithm_dir(digest.algorithm());
         let fan_out_dir = self.fan_out_dir(digest);
         create_dir_durably(&algorithm_dir, &blobs_dir).await?;
         create_dir_durably(&fan_out_dir, &algorithm_dir).await?;
+        let _installing = self.install_lock(digest).lock().await;
+        let file = tokio::fs::File::options().write(true).open(source).await?.into_std().await;
+        tokio::task::spawn_blocking(move || file.set_modified(SystemTime::now()))
+            .await
+            .map_err(std::io::Error::other)??;
         tokio::fs::rename(source, self.path_of(digest)).await?;
         sync_dir(&fan_out_dir).await
+    }
+
+    /// Deletes the blob's file unless it was stored at or after `cutoff`: garbage
+    /// collection uses this so that a copy written by an upload that began after
+    /// the collection survives it. Never interleaves with storing the same blob.
+    pub async fn delete_if_older(&self, digest: &Digest, cutoff: SystemTime) -> Result<Reclaimed, BlobError> {
+        let _deleting = self.install_lock(digest).lock().await;
+        let path = self.path_of(digest);
+        let Some(metadata) = not_found_as_none(tokio::fs::metadata(&path).await)? else {
+            return Ok(Reclaimed::Absent);
+        };
+        if metadata.modified()? >= cutoff {
+            return Ok(Reclaimed::Recent);
+        }
+        match not_found_as_none(tokio::fs::remove_file(&path).await)? {
+            Some(()) => Ok(Reclaimed::Deleted(metadata.len())),
+            None => Ok(Reclaimed::Absent),
+        }
     }
 }
 
@@ -274,6 +323,10 @@ mod tests {
     use super::*;
     use crate::test_suite;
 
+    fn body_of(data: Vec<u8>) -> ByteStream {
+        Box::pin(futures::stream::iter([Ok(bytes::Bytes::from(data))]))
+    }
+
     #[tokio::test]
     async fn passes_the_blob_store_suite() {
         let dir = tempfile::tempdir().unwrap();
@@ -321,6 +374,37 @@ mod tests {
         assert!(timed_out.is_err(), "the body never ends");
         assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
         assert_eq!(store.stat(&digest).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn delete_if_older_keeps_a_copy_stored_after_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path().to_path_buf()).await.unwrap();
+        let data = b"collect me".to_vec();
+        let digest = Digest::sha256_of(&data);
+        assert_eq!(store.delete_if_older(&digest, SystemTime::now()).await.unwrap(), Reclaimed::Absent);
+        store.put(&digest, body_of(data.clone())).await.unwrap();
+        let before = SystemTime::now() - std::time::Duration::from_secs(60);
+        assert_eq!(store.delete_if_older(&digest, before).await.unwrap(), Reclaimed::Recent);
+        assert!(store.stat(&digest).await.unwrap().is_some());
+        let after = SystemTime::now() + std::time::Duration::from_secs(1);
+        assert_eq!(store.delete_if_older(&digest, after).await.unwrap(), Reclaimed::Deleted(data.len() as u64));
+        assert_eq!(store.stat(&digest).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_adopted_file_counts_as_stored_when_it_is_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path().join("store")).await.unwrap();
+        let data = b"old upload data".to_vec();
+        let digest = Digest::sha256_of(&data);
+        let path = dir.path().join("upload");
+        std::fs::write(&path, &data).unwrap();
+        let long_ago = SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(long_ago).unwrap();
+        let adopted_at = SystemTime::now() - std::time::Duration::from_secs(1);
+        store.put_file(&digest, &path).await.unwrap();
+        assert_eq!(store.delete_if_older(&digest, adopted_at).await.unwrap(), Reclaimed::Recent);
     }
 
     #[tokio::test]

@@ -24,7 +24,7 @@ mod error;
 mod password;
 mod principal;
 mod scope;
-mod time;
+pub(crate) mod time;
 mod token;
 mod token_endpoint;
 

@@ -9,12 +9,14 @@
 //! | `POST /_cluster/nodes/{id}/drain` | move the node's data away, then remove it |
 //! | `DELETE /_cluster/nodes/{id}` | remove a node now (a dead one; its copies are re-made from replicas) |
 //! | `GET /_cluster/layout` | the partition layout |
+//! | `/_cluster/tasks…` | cluster tasks (see [`tasks`]) |
 //!
 //! Errors are `{"code": "...", "message": "..."}` with the HTTP status.
 //! The facts come from a [`ClusterAdmin`] the node crate implements (it knows
 //! Raft; this crate does not).
 
 pub mod model;
+pub mod tasks;
 
 use std::sync::Arc;
 
@@ -65,6 +67,9 @@ pub fn router() -> Router<AppState> {
         .route("/_cluster/nodes/{id}", get(node).delete(remove))
         .route("/_cluster/nodes/{id}/drain", post(drain))
         .route("/_cluster/layout", get(layout))
+        .route("/_cluster/tasks", get(tasks::list).post(tasks::create))
+        .route("/_cluster/tasks/{id}", get(tasks::get))
+        .route("/_cluster/tasks/{id}/cancel", post(tasks::cancel))
 }
 
 /// An error response of this API.
@@ -115,10 +120,10 @@ impl From<AdminError> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// Only administrators may use this API.
-async fn require_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+pub(crate) async fn require_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     match state.auth.authenticate(headers).await {
         Ok(Some(principal)) if principal.admin => Ok(()),
         Ok(Some(principal)) => Err(ApiError::new(

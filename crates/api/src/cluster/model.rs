@@ -72,3 +72,34 @@ pub struct LayoutView {
     pub owners: Vec<Vec<u64>>,
     pub previous: Option<Vec<Vec<u64>>>,
 }
+
+/// A task of `/_cluster/tasks`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskView {
+    pub id: String,
+    /// `gc`.
+    pub kind: String,
+    /// `scheduled`, `running`, `finished`, `failed` or `cancelled`.
+    pub state: String,
+    /// `operator` or `schedule`.
+    pub trigger: String,
+    pub dry_run: bool,
+    /// GC: the grace period asked for (seconds); absent = the node's `gc_grace`.
+    pub grace_seconds: Option<u64>,
+    /// GC: blob records looked at, and blobs and bytes collected (or, in a dry run, collectable).
+    pub scanned: u64,
+    pub blobs: u64,
+    pub bytes: u64,
+    /// The node doing the work.
+    pub node: Option<u64>,
+    pub created: String,
+    pub started: Option<String>,
+    pub ended: Option<String>,
+    pub error: Option<String>,
+}
+
+/// `GET /_cluster/tasks`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskList {
+    pub tasks: Vec<TaskView>,
+}

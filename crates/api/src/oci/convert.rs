@@ -47,7 +47,8 @@ fn rejection_error(rejection: Rejection) -> OciError {
         RejectionKind::NameUnknown => OciErrorCode::NameUnknown,
         RejectionKind::Conflict => OciErrorCode::SizeInvalid,
         RejectionKind::UserUnknown | RejectionKind::NodeUnknown | RejectionKind::NodeRemoved => OciErrorCode::Denied,
-        RejectionKind::Invalid => OciErrorCode::Unsupported,
+        RejectionKind::Invalid | RejectionKind::TaskUnknown | RejectionKind::TaskConflict => OciErrorCode::Unsupported,
+        RejectionKind::BlobCollected => OciErrorCode::BlobUploadInvalid,
     };
     OciError::new(code, rejection.message).with_detail(detail)
 }

@@ -63,12 +63,14 @@ async fn try_mount(
 
 async fn monolithic(state: &AppState, body: Body, repo: &RepoName, digest: &Digest) -> OciResult {
     let body = limit_stream(body_stream(body), state.limits.max_blob_bytes);
+    let gc_epoch = state.meta.local().gc_state()?.epoch;
     let size = state.blobs.put(digest, body).await.map_err(|e| blob_error(e, OciErrorCode::BlobUploadInvalid))?;
-    record_blob(state, repo, digest, size).await
+    record_blob(state, repo, digest, size, gc_epoch).await
 }
 
-async fn record_blob(state: &AppState, repo: &RepoName, digest: &Digest, size: u64) -> OciResult {
-    let command = Command::PutBlob { repo: repo.to_string(), digest: digest.clone(), size };
+/// Records a blob whose bytes were stored after garbage-collection epoch `gc_epoch` was applied here.
+async fn record_blob(state: &AppState, repo: &RepoName, digest: &Digest, size: u64, gc_epoch: u64) -> OciResult {
+    let command = Command::PutBlob { repo: repo.to_string(), digest: digest.clone(), size, gc_epoch };
     applied(state.meta.write(command).await?)?;
     Ok(blob_created(repo, digest))
 }
@@ -133,12 +135,13 @@ pub async fn finish(state: &AppState, request: &OciRequest, body: Body, repo: &R
             .await
             .map_err(|e| blob_error(e, OciErrorCode::BlobUploadUnknown))?;
     }
+    let gc_epoch = state.meta.local().gc_state()?.epoch;
     let size = state
         .uploads
         .finish(session.id, &digest, &*state.blobs)
         .await
         .map_err(|e| blob_error(e, OciErrorCode::BlobUploadUnknown))?;
-    record_blob(state, repo, &digest, size).await
+    record_blob(state, repo, &digest, size, gc_epoch).await
 }
 
 pub async fn cancel(state: &AppState, request: &OciRequest, repo: &RepoName, id: &str) -> OciResult {

@@ -25,6 +25,11 @@ pub mod table {
     pub const SETTINGS: u8 = 0x0b;
     pub const NODE: u8 = 0x0c;
     pub const LAYOUT: u8 = 0x0d;
+    pub const BLOB_LINK: u8 = 0x0e;
+    pub const TOMBSTONE: u8 = 0x0f;
+    pub const TOMBSTONE_EPOCH: u8 = 0x10;
+    pub const GC: u8 = 0x11;
+    pub const TASK: u8 = 0x12;
 }
 
 const SEPARATOR: u8 = 0x00;
@@ -149,6 +154,58 @@ pub fn layout() -> Vec<u8> {
     with_prefix(table::LAYOUT, &[b"current"])
 }
 
+/// The reverse of `repo_blob`: every repository a blob is linked in.
+pub fn blob_link(digest: &Digest, repo: &str) -> Vec<u8> {
+    with_prefix(table::BLOB_LINK, &[&digest.to_key_bytes(), repo.as_bytes()])
+}
+
+/// Prefix of the `blob_link` keys of one blob.
+pub fn blob_link_prefix(digest: &Digest) -> Vec<u8> {
+    with_prefix(table::BLOB_LINK, &[&digest.to_key_bytes()])
+}
+
+/// The repository inside a `blob_link` key whose prefix is `blob_link_prefix(digest)`.
+pub fn blob_link_repo<'k>(key: &'k [u8], prefix: &[u8]) -> Option<&'k str> {
+    std::str::from_utf8(key.strip_prefix(prefix)?).ok()
+}
+
+/// The digest inside a `blob` key.
+pub fn blob_digest_of(key: &[u8]) -> Option<Digest> {
+    Digest::from_key_bytes(key.get(1..)?).map(|(digest, _)| digest)
+}
+
+pub fn tombstone(digest: &Digest) -> Vec<u8> {
+    with_prefix(table::TOMBSTONE, &[&digest.to_key_bytes()])
+}
+
+/// Tombstones in the order of the collections that made them.
+pub fn tombstone_epoch(epoch: u64, digest: &Digest) -> Vec<u8> {
+    with_prefix(table::TOMBSTONE_EPOCH, &[&epoch.to_be_bytes(), &digest.to_key_bytes()])
+}
+
+pub fn tombstone_epoch_prefix() -> Vec<u8> {
+    vec![table::TOMBSTONE_EPOCH]
+}
+
+/// Splits a `tombstone_epoch` key into its epoch and digest.
+pub fn tombstone_epoch_parts(key: &[u8]) -> Option<(u64, Digest)> {
+    let epoch = u64::from_be_bytes(key.get(1..9)?.try_into().ok()?);
+    let (digest, _) = Digest::from_key_bytes(key.get(9..)?)?;
+    Some((epoch, digest))
+}
+
+pub fn gc_state() -> Vec<u8> {
+    with_prefix(table::GC, &[b"state"])
+}
+
+pub fn task(id: &str) -> Vec<u8> {
+    with_prefix(table::TASK, &[id.as_bytes()])
+}
+
+pub fn task_prefix() -> Vec<u8> {
+    vec![table::TASK]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +216,17 @@ mod tests {
         let short = repo_manifest("a", &d);
         assert!(short.starts_with(&repo_manifest_prefix("a")));
         assert!(!repo_manifest("a/b", &d).starts_with(&repo_manifest_prefix("a")));
+    }
+
+    #[test]
+    fn tombstone_keys_sort_by_epoch_and_round_trip() {
+        let d = Digest::sha256_of(b"x");
+        let (first, second) = (tombstone_epoch(1, &d), tombstone_epoch(2, &Digest::sha256_of(b"a")));
+        assert!(first < second);
+        assert_eq!(tombstone_epoch_parts(&first), Some((1, d.clone())));
+        assert_eq!(blob_digest_of(&blob(&d)), Some(d.clone()));
+        let prefix = blob_link_prefix(&d);
+        assert_eq!(blob_link_repo(&blob_link(&d, "a/b"), &prefix), Some("a/b"));
     }
 
     #[test]

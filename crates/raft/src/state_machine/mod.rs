@@ -22,6 +22,11 @@
 //!   0x0b settings      b"cluster"                  -> ClusterSettings
 //!   0x0c node          node id (u64 BE)            -> NodeRecord
 //!   0x0d layout        b"current"                  -> Layout
+//!   0x0e blob_link     digest repo                 -> ()   (reverse of repo_blob)
+//!   0x0f tombstone     digest                      -> Tombstone
+//!   0x10 tombstone_epoch epoch BE, digest          -> ()
+//!   0x11 gc            b"state"                    -> GcState
+//!   0x12 task          task id                     -> TaskRecord
 //! ```
 
 pub mod keys;

@@ -8,7 +8,10 @@
 //!   must be manifests of its repository;
 //! - a blob recorded twice must have the same size;
 //! - deletes name something that exists;
-//! - a removed node stays removed; layouts advance one version at a time.
+//! - a removed node stays removed; layouts advance one version at a time;
+//! - garbage collection only forgets blobs that are still unreferenced, and an
+//!   upload that began before a blob was collected cannot record it again;
+//! - one task of a kind is active at a time, and ended tasks never change.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -16,10 +19,13 @@ use serde::Serialize;
 use flotilla_storage::Digest;
 
 use super::keys;
-use super::records::{AppliedRequest, BlobRecord, LinkRecord, ManifestContent, ManifestRecord, RepoRecord, TagRecord};
+use super::records::{
+    AppliedRequest, BlobRecord, GcState, LinkRecord, ManifestContent, ManifestRecord, RepoRecord, TagRecord, Tombstone,
+};
 use super::{StateRead, StateWrite, StoreError};
 use crate::cluster::{Layout, NodeRecord, NodeState};
 use crate::command::{ClusterSettings, Command, PutManifest, Rejection, RejectionKind, Request, Response, UserRecord};
+use crate::task::{TaskCounters, TaskRecord, TaskState, TaskUpdate, TASKS_KEPT};
 use crate::types::NodeId;
 
 /// How long a request id is remembered for deduplicating retries (ms).
@@ -29,6 +35,14 @@ pub const REQUEST_ID_RETENTION_MS: u64 = 15 * 60 * 1000;
 const REQUEST_ID_EXPIRY_BATCH: usize = 32;
 /// Page size for scans inside apply.
 const SCAN_PAGE: usize = 512;
+/// How long tombstones of collected blobs are kept (ms): far longer than any
+/// upload takes from writing its bytes to recording the blob, and long enough
+/// for a node that was down to come back and delete its copies.
+pub const TOMBSTONE_RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
+/// At most this many expired tombstones are dropped per collection.
+const TOMBSTONE_EXPIRY_BATCH: usize = 1024;
+/// At most this many blobs per `CollectBlobs`, bounding the cost of one apply.
+pub const MAX_COLLECT_BATCH: usize = 1000;
 
 /// Applies one request. A repeated request id returns the first response and changes nothing.
 pub fn apply(store: &mut impl StateWrite, request: &Request) -> Result<Response, StoreError> {
@@ -70,7 +84,7 @@ fn execute(store: &mut impl StateWrite, request: &Request) -> Result<(), Refusal
         Command::PutSettings(settings) => put_settings(store, settings),
         Command::PutUser(user) => put_user(store, user),
         Command::DeleteUser { name } => delete_user(store, name),
-        Command::PutBlob { repo, digest, size } => put_blob(store, repo, digest, *size, now),
+        Command::PutBlob { repo, digest, size, gc_epoch } => put_blob(store, repo, digest, *size, *gc_epoch, now),
         Command::MountBlob { from, repo, digest } => mount_blob(store, from, repo, digest, now),
         Command::UnlinkBlob { repo, digest } => unlink_blob(store, repo, digest),
         Command::PutManifest(manifest) => put_manifest(store, manifest, now),
@@ -80,6 +94,12 @@ fn execute(store: &mut impl StateWrite, request: &Request) -> Result<(), Refusal
         Command::SetNodeState { id, state } => set_node_state(store, *id, *state),
         Command::PutLayout(layout) => put_layout(store, layout),
         Command::MarkLayoutSynced { version } => mark_layout_synced(store, *version),
+        Command::CreateTask(task) => create_task(store, task),
+        Command::UpdateTask(update) => update_task(store, update, now),
+        Command::CancelTask { id } => cancel_task(store, id, now),
+        Command::CollectBlobs { task, digests, unreferenced_before_ms } => {
+            collect_blobs(store, task.as_deref(), digests, *unreferenced_before_ms, now)
+        }
     }
 }
 
@@ -152,7 +172,15 @@ fn delete_user(store: &mut impl StateWrite, name: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn put_blob(store: &mut impl StateWrite, repo: &str, digest: &Digest, size: u64, now: u64) -> Result<(), Refusal> {
+fn put_blob(
+    store: &mut impl StateWrite,
+    repo: &str,
+    digest: &Digest,
+    size: u64,
+    gc_epoch: u64,
+    now: u64,
+) -> Result<(), Refusal> {
+    check_not_collected_since(store, digest, gc_epoch)?;
     let blob_key = keys::blob(digest);
     match get_json::<BlobRecord>(store, &blob_key)? {
         Some(existing) if existing.size != size => {
@@ -162,7 +190,13 @@ fn put_blob(store: &mut impl StateWrite, repo: &str, digest: &Digest, size: u64,
                 Some(digest),
             ));
         }
-        Some(_) => {}
+        Some(mut existing) => {
+            // Uploaded again: the grace period starts over, so a push in progress is not collected under it.
+            if existing.refcount == 0 {
+                existing.unreferenced_since_ms = Some(now);
+                put_json(store, blob_key, &existing);
+            }
+        }
         None => {
             let record = BlobRecord { size, refcount: 0, created_ms: now, unreferenced_since_ms: Some(now) };
             put_json(store, blob_key, &record);
@@ -171,11 +205,27 @@ fn put_blob(store: &mut impl StateWrite, repo: &str, digest: &Digest, size: u64,
     link_blob(store, repo, digest, now)
 }
 
+/// Refuses a blob whose bytes were written before a collection of it that the writer had not seen.
+fn check_not_collected_since(store: &impl StateRead, digest: &Digest, gc_epoch: u64) -> Result<(), Refusal> {
+    let gc = get_json::<GcState>(store, &keys::gc_state())?.unwrap_or_default();
+    let collected_after = match get_json::<Tombstone>(store, &keys::tombstone(digest))? {
+        Some(tombstone) => tombstone.epoch > gc_epoch,
+        // Expired tombstones can no longer be checked.
+        None => gc_epoch < gc.floor,
+    };
+    if collected_after {
+        let message = "the blob was garbage-collected while it was uploaded; upload it again";
+        return Err(reject(RejectionKind::BlobCollected, message, Some(digest)));
+    }
+    Ok(())
+}
+
 fn link_blob(store: &mut impl StateWrite, repo: &str, digest: &Digest, now: u64) -> Result<(), Refusal> {
     ensure_repo(store, repo, now)?;
     let link_key = keys::repo_blob(repo, digest);
     if store.get(&link_key)?.is_none() {
         put_json(store, link_key, &LinkRecord { linked_ms: now });
+        store.put(keys::blob_link(digest, repo), Vec::new());
     }
     Ok(())
 }
@@ -183,6 +233,15 @@ fn link_blob(store: &mut impl StateWrite, repo: &str, digest: &Digest, now: u64)
 fn mount_blob(store: &mut impl StateWrite, from: &str, repo: &str, digest: &Digest, now: u64) -> Result<(), Refusal> {
     if store.get(&keys::repo_blob(from, digest))?.is_none() {
         return Err(reject(RejectionKind::BlobUnknown, format!("blob unknown to {from}"), Some(digest)));
+    }
+    let blob_key = keys::blob(digest);
+    let Some(mut record) = get_json::<BlobRecord>(store, &blob_key)? else {
+        return Err(reject(RejectionKind::BlobUnknown, "blob unknown to this registry", Some(digest)));
+    };
+    // A mount is a push of the blob: the grace period starts over.
+    if record.refcount == 0 {
+        record.unreferenced_since_ms = Some(now);
+        put_json(store, blob_key, &record);
     }
     link_blob(store, repo, digest, now)
 }
@@ -193,6 +252,7 @@ fn unlink_blob(store: &mut impl StateWrite, repo: &str, digest: &Digest) -> Resu
         return Err(reject(RejectionKind::BlobUnknown, "blob unknown to repository", Some(digest)));
     }
     store.delete(&link_key);
+    store.delete(&keys::blob_link(digest, repo));
     Ok(())
 }
 
@@ -213,7 +273,9 @@ fn put_manifest(store: &mut impl StateWrite, manifest: &PutManifest, now: u64) -
 
 fn check_manifest_references(store: &impl StateRead, manifest: &PutManifest) -> Result<(), Refusal> {
     for blob in &manifest.blobs {
-        if store.get(&keys::repo_blob(&manifest.repo, blob))?.is_none() {
+        // The record is checked too: a link written before links were indexed by blob may outlive a collection.
+        let linked = store.get(&keys::repo_blob(&manifest.repo, blob))?.is_some();
+        if !linked || store.get(&keys::blob(blob))?.is_none() {
             let message = format!("blob {blob} is not in repository {}", manifest.repo);
             return Err(reject(RejectionKind::ManifestBlobUnknown, message, Some(blob)));
         }
@@ -327,6 +389,173 @@ fn delete_tag(store: &mut impl StateWrite, repo: &str, tag: &str) -> Result<(), 
         return Err(reject(RejectionKind::ManifestUnknown, format!("tag {tag} unknown"), None));
     }
     store.delete(&key);
+    Ok(())
+}
+
+fn create_task(store: &mut impl StateWrite, task: &TaskRecord) -> Result<(), Refusal> {
+    let tasks = all_tasks(store)?;
+    if tasks.iter().any(|existing| existing.id == task.id) {
+        return Err(reject(RejectionKind::TaskConflict, format!("task {} exists", task.id), None));
+    }
+    if let Some(active) = tasks.iter().find(|existing| existing.kind == task.kind && !existing.state.is_terminal()) {
+        let message = format!("{} task {} is {}", active.kind.name(), active.id, active.state.name());
+        return Err(reject(RejectionKind::TaskConflict, message, None));
+    }
+    let mut ended: Vec<&TaskRecord> = tasks.iter().filter(|existing| existing.state.is_terminal()).collect();
+    if ended.len() >= TASKS_KEPT {
+        ended.sort_by_key(|existing| (existing.ended_ms, existing.created_ms));
+        for old in &ended[..=ended.len() - TASKS_KEPT] {
+            store.delete(&keys::task(&old.id));
+        }
+    }
+    let mut record = task.clone();
+    record.state = TaskState::Scheduled;
+    put_json(store, keys::task(&record.id), &record);
+    Ok(())
+}
+
+fn all_tasks(store: &impl StateRead) -> Result<Vec<TaskRecord>, StoreError> {
+    let mut tasks = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = store.scan(&keys::task_prefix(), after.as_deref(), SCAN_PAGE)?;
+        let done = page.len() < SCAN_PAGE;
+        for (key, value) in page {
+            tasks.push(decode(&value)?);
+            after = Some(key);
+        }
+        if done {
+            return Ok(tasks);
+        }
+    }
+}
+
+/// The task `id` if it may still change.
+fn active_task(store: &impl StateRead, id: &str) -> Result<TaskRecord, Refusal> {
+    let Some(task) = get_json::<TaskRecord>(store, &keys::task(id))? else {
+        return Err(reject(RejectionKind::TaskUnknown, format!("task {id} does not exist"), None));
+    };
+    if task.state.is_terminal() {
+        return Err(reject(RejectionKind::TaskConflict, format!("task {id} is {}", task.state.name()), None));
+    }
+    Ok(task)
+}
+
+fn update_task(store: &mut impl StateWrite, update: &TaskUpdate, now: u64) -> Result<(), Refusal> {
+    let mut task = active_task(store, &update.id)?;
+    if let Some(state) = update.state {
+        if state == TaskState::Scheduled && task.state == TaskState::Running {
+            return Err(reject(RejectionKind::TaskConflict, format!("task {} is running", task.id), None));
+        }
+        if state == TaskState::Running && task.started_ms.is_none() {
+            task.started_ms = Some(now);
+        }
+        if state.is_terminal() {
+            task.ended_ms = Some(now);
+        }
+        task.state = state;
+    }
+    if update.node.is_some() {
+        task.node = update.node;
+    }
+    if update.error.is_some() {
+        task.error = update.error.clone();
+    }
+    if update.cursor.is_some() {
+        task.cursor = update.cursor.clone();
+    }
+    task.counters = task.counters.plus(update.counters);
+    put_json(store, keys::task(&task.id), &task);
+    Ok(())
+}
+
+fn cancel_task(store: &mut impl StateWrite, id: &str, now: u64) -> Result<(), Refusal> {
+    let mut task = active_task(store, id)?;
+    task.state = TaskState::Cancelled;
+    task.ended_ms = Some(now);
+    put_json(store, keys::task(id), &task);
+    Ok(())
+}
+
+fn collect_blobs(
+    store: &mut impl StateWrite,
+    task_id: Option<&str>,
+    digests: &[Digest],
+    unreferenced_before_ms: u64,
+    now: u64,
+) -> Result<(), Refusal> {
+    if digests.len() > MAX_COLLECT_BATCH {
+        let message = format!("at most {MAX_COLLECT_BATCH} blobs per collection, not {}", digests.len());
+        return Err(reject(RejectionKind::Invalid, message, None));
+    }
+    let mut task = task_id.map(|id| active_task(store, id)).transpose()?;
+    let mut gc = get_json::<GcState>(store, &keys::gc_state())?.unwrap_or_default();
+    expire_tombstones(store, &mut gc, now)?;
+    let epoch = gc.epoch + 1;
+    let mut collected = TaskCounters::default();
+    for digest in digests {
+        let blob_key = keys::blob(digest);
+        // A blob without a record is a stray copy (an upload that never finished): fenced and deleted too.
+        if let Some(record) = get_json::<BlobRecord>(store, &blob_key)? {
+            let unreferenced_long_enough =
+                record.refcount == 0 && record.unreferenced_since_ms.is_some_and(|t| t <= unreferenced_before_ms);
+            if !unreferenced_long_enough {
+                continue;
+            }
+            store.delete(&blob_key);
+            unlink_everywhere(store, digest)?;
+            collected.blobs += 1;
+            collected.bytes += record.size;
+        }
+        if let Some(old) = get_json::<Tombstone>(store, &keys::tombstone(digest))? {
+            store.delete(&keys::tombstone_epoch(old.epoch, digest));
+        }
+        put_json(store, keys::tombstone(digest), &Tombstone { epoch, collected_ms: now });
+        store.put(keys::tombstone_epoch(epoch, digest), Vec::new());
+    }
+    gc.epoch = epoch;
+    put_json(store, keys::gc_state(), &gc);
+    if let Some(task) = task.as_mut() {
+        task.counters = task.counters.plus(collected);
+        put_json(store, keys::task(&task.id), task);
+    }
+    Ok(())
+}
+
+/// Removes every repository link of a blob.
+fn unlink_everywhere(store: &mut impl StateWrite, digest: &Digest) -> Result<(), StoreError> {
+    let prefix = keys::blob_link_prefix(digest);
+    loop {
+        let page = store.scan(&prefix, None, SCAN_PAGE)?;
+        for (key, _) in &page {
+            if let Some(repo) = keys::blob_link_repo(key, &prefix) {
+                store.delete(&keys::repo_blob(repo, digest));
+            }
+            store.delete(key);
+        }
+        if page.len() < SCAN_PAGE {
+            return Ok(());
+        }
+    }
+}
+
+/// Drops tombstones older than the retention, oldest epochs first, raising the floor past them.
+fn expire_tombstones(store: &mut impl StateWrite, gc: &mut GcState, now: u64) -> Result<(), StoreError> {
+    let cutoff = now.saturating_sub(TOMBSTONE_RETENTION_MS);
+    let oldest = store.scan(&keys::tombstone_epoch_prefix(), None, TOMBSTONE_EXPIRY_BATCH)?;
+    for (key, _) in oldest {
+        let Some((epoch, digest)) = keys::tombstone_epoch_parts(&key) else { continue };
+        let tombstone_key = keys::tombstone(&digest);
+        let tombstone = get_json::<Tombstone>(store, &tombstone_key)?;
+        if tombstone.as_ref().is_some_and(|tombstone| tombstone.collected_ms >= cutoff) {
+            break;
+        }
+        store.delete(&key);
+        if tombstone.is_some_and(|tombstone| tombstone.epoch == epoch) {
+            store.delete(&tombstone_key);
+        }
+        gc.floor = gc.floor.max(epoch);
+    }
     Ok(())
 }
 

@@ -66,3 +66,23 @@ pub struct AppliedRequest {
     pub time_ms: u64,
     pub response: Response,
 }
+
+/// A blob forgotten by garbage collection. Nodes delete their copies from these;
+/// an upload that began before `epoch` cannot record the blob again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    /// The collection that made it.
+    pub epoch: u64,
+    /// When the collection was applied (proposer's clock); copies written later are kept.
+    pub collected_ms: u64,
+}
+
+/// Garbage-collection bookkeeping, one record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcState {
+    /// Collections applied so far.
+    pub epoch: u64,
+    /// Tombstones of epochs up to here have expired; an upload that began
+    /// before it cannot be checked against them and is refused.
+    pub floor: u64,
+}

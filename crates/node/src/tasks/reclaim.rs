@@ -1,0 +1,139 @@
+//! Every node's reclaimer: deletes the local copies of collected blobs.
+//!
+//! It follows the tombstones that garbage collection leaves in the replicated
+//! state, in epoch order, from wherever it got to (from the oldest kept
+//! tombstone after a restart, so a node that was down catches up). A copy is
+//! deleted only if the blob still has no record and the file was stored before
+//! the collection, less a margin for clock skew between nodes: a copy written
+//! by an upload that began after the collection is kept, and that upload
+//! records the blob again.
+//!
+//! A node that was away longer than tombstones are kept, and uploads that
+//! never finished, leave stray copies with no record; a slow sweep deletes
+//! those once they are older than [`STRAY_AGE`].
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio_util::sync::CancellationToken;
+
+use flotilla_raft::MetaClient;
+use flotilla_storage::blob_store::BlobStore;
+use flotilla_storage::fs::{FsBlobStore, Reclaimed};
+use flotilla_storage::Digest;
+
+use crate::telemetry::Metrics;
+
+/// How often the reclaimer looks for new tombstones.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Tombstones read per page.
+const PAGE: usize = 1000;
+/// How often stray copies are swept.
+const STRAY_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
+/// A copy with no record is stray once it is this old: far longer than any
+/// upload takes from storing its bytes to recording the blob.
+pub const STRAY_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Deletes this node's copies of collected blobs.
+pub struct Reclaimer {
+    pub meta: MetaClient,
+    pub local: Arc<FsBlobStore>,
+    /// How far clocks of different nodes may disagree (`gc_clock_margin`).
+    pub clock_margin: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Where the reclaimer got to: the last tombstone handled.
+type Position = Option<(u64, Digest)>;
+
+impl Reclaimer {
+    /// Runs until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut position: Position = None;
+        let mut seen_epoch = None;
+        let mut interval = tokio::time::interval(POLL_INTERVAL);
+        let mut stray_sweep = tokio::time::interval(STRAY_SWEEP_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = interval.tick() => {}
+                _ = stray_sweep.tick() => {
+                    if let Err(error) = self.sweep_strays().await {
+                        tracing::warn!(%error, "sweeping stray copies failed");
+                    }
+                    continue;
+                }
+            }
+            let epoch = match self.meta.local().gc_state() {
+                Ok(gc) => gc.epoch,
+                Err(error) => {
+                    tracing::warn!(%error, "reading the gc state failed");
+                    continue;
+                }
+            };
+            if seen_epoch == Some(epoch) {
+                continue;
+            }
+            match self.follow(&mut position, &shutdown).await {
+                Ok(()) => seen_epoch = Some(epoch),
+                Err(error) => tracing::warn!(%error, "reclaiming collected blobs failed; will retry"),
+            }
+        }
+    }
+
+    /// Handles every tombstone after `position`.
+    async fn follow(&self, position: &mut Position, shutdown: &CancellationToken) -> Result<(), String> {
+        loop {
+            let after = position.as_ref().map(|(epoch, digest)| (*epoch, digest));
+            let page = self.meta.local().tombstones(after, PAGE).map_err(|error| error.to_string())?;
+            for (epoch, digest, collected_ms) in &page {
+                if shutdown.is_cancelled() {
+                    return Ok(());
+                }
+                self.reclaim(digest, *collected_ms).await?;
+                *position = Some((*epoch, digest.clone()));
+            }
+            if page.len() < PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn reclaim(&self, digest: &Digest, collected_ms: u64) -> Result<(), String> {
+        if self.meta.local().blob(digest).map_err(|error| error.to_string())?.is_some() {
+            return Ok(()); // Recorded again since: a later upload's copy.
+        }
+        let collected = UNIX_EPOCH + Duration::from_millis(collected_ms);
+        let cutoff = collected.checked_sub(self.clock_margin).unwrap_or(UNIX_EPOCH);
+        match self.local.delete_if_older(digest, cutoff).await.map_err(|error| error.to_string())? {
+            Reclaimed::Deleted(bytes) => {
+                tracing::debug!(%digest, bytes, "deleted a collected blob");
+                self.metrics.observe_reclaimed(bytes);
+            }
+            Reclaimed::Recent => tracing::info!(%digest, "kept a copy stored after its collection"),
+            Reclaimed::Absent => {}
+        }
+        Ok(())
+    }
+
+    /// Deletes copies that have no record and are older than [`STRAY_AGE`].
+    async fn sweep_strays(&self) -> Result<(), String> {
+        let cutoff = SystemTime::now().checked_sub(STRAY_AGE).unwrap_or(UNIX_EPOCH);
+        let mut removed = 0u64;
+        for (digest, _) in self.local.list().await.map_err(|error| error.to_string())? {
+            if self.meta.local().blob(&digest).map_err(|error| error.to_string())?.is_some() {
+                continue;
+            }
+            if let Reclaimed::Deleted(bytes) =
+                self.local.delete_if_older(&digest, cutoff).await.map_err(|error| error.to_string())?
+            {
+                self.metrics.observe_reclaimed(bytes);
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "deleted stray copies with no record");
+        }
+        Ok(())
+    }
+}
