@@ -87,6 +87,50 @@ impl RegistryClient {
         Ok(digest)
     }
 
+    /// Uploads a small in-memory blob in one request (`POST ?digest=`) and returns its digest.
+    pub async fn post_bytes(&self, repo: &str, bytes: Bytes) -> anyhow::Result<String> {
+        let digest = sha256_digest(&bytes);
+        let url = self.url(&format!("/v2/{repo}/blobs/uploads/?digest={digest}"));
+        let response = self
+            .http
+            .post(&url)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .timeout(SMALL_REQUEST_TIMEOUT)
+            .body(bytes)
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        expect_status(response, StatusCode::CREATED, "POST monolithic upload").await?;
+        Ok(digest)
+    }
+
+    /// A JSON request to an admin API (`/_cluster/…`); the JSON answer, which must be `expected`.
+    pub async fn admin_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        expected: StatusCode,
+    ) -> anyhow::Result<serde_json::Value> {
+        let url = self.url(path);
+        let mut request = self.http.request(method.clone(), &url).timeout(SMALL_REQUEST_TIMEOUT);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.with_context(|| format!("{method} {url}"))?;
+        let response = expect_status(response, expected, path).await?;
+        Ok(response.json().await?)
+    }
+
+    /// The value of an unlabelled counter or gauge in the node's `/metrics`.
+    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let url = self.url("/metrics");
+        let text = self.http.get(&url).timeout(SMALL_REQUEST_TIMEOUT).send().await?.text().await?;
+        let line =
+            text.lines().find(|line| line.starts_with(&format!("{name} "))).with_context(|| format!("no {name}"))?;
+        Ok(line.rsplit(' ').next().unwrap_or_default().parse()?)
+    }
+
     /// Streams `blob` back and checks its size and digest.
     pub async fn pull_blob(&self, repo: &str, blob: &BlobSpec) -> anyhow::Result<()> {
         let url = self.url(&format!("/v2/{repo}/blobs/{}", blob.digest));

@@ -18,6 +18,7 @@ const LARGE_BLOBS: (u64, u64) = (8, 4);
 const LARGE_BLOB_MIB: (u64, u64) = (256, 64);
 const PROBE_MIB: (u64, u64) = (1024, 256);
 const FAILOVER_TRIALS: (u64, u64) = (20, 5);
+const GC_BLOBS: (u64, u64) = (100_000, 10_000);
 /// Small blobs the read fixtures' manifests use as layers, and their size.
 const READ_FIXTURE_BLOBS: u64 = 4;
 const READ_FIXTURE_BLOB_BYTES: u64 = 4096;
@@ -30,6 +31,7 @@ pub enum Phase {
     Writes,
     Blobs,
     Failover,
+    Gc,
 }
 
 /// Starts a Flotilla cluster on loopback (one 127.0.0.x address per node) and
@@ -85,6 +87,9 @@ pub struct ClusterArgs {
     /// Seconds a trial may wait for the first write after the kill before it counts as failed.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub failover_trial_timeout_secs: u64,
+    /// Unreferenced blobs the garbage-collection phase collects [default: 100000, quick 10000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub gc_blobs: Option<u64>,
     /// Measurements to leave out (repeatable or comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub skip: Vec<Phase>,
@@ -126,6 +131,8 @@ pub struct ClusterPlan {
     pub large: LargePlan,
     pub probe_bytes: u64,
     pub failover: FailoverPlan,
+    /// Unreferenced blobs of the GC phase.
+    pub gc_blobs: u64,
     pub skip: Vec<Phase>,
     pub quiet_logs: bool,
     #[serde(skip)]
@@ -181,6 +188,7 @@ impl From<ClusterArgs> for ClusterPlan {
                 request_timeout_ms: args.failover_request_timeout_ms,
                 trial_timeout_secs: args.failover_trial_timeout_secs,
             },
+            gc_blobs: pick(args.gc_blobs, GC_BLOBS),
             skip,
             quiet_logs: args.common.quiet_logs,
             json: args.common.json,

@@ -10,7 +10,9 @@
 //! 3. large-blob pushes with R copies on one disk, against disk ÷ R
 //!    ([`blobs`]);
 //! 4. leader failover: SIGKILL the leader, time until a write succeeds again,
-//!    restart it, repeat ([`failover`]).
+//!    restart it, repeat ([`failover`]);
+//! 5. garbage collection of many unreferenced blobs under a push workload
+//!    ([`gc`]).
 //!
 //! The nodes are processes of the `flotilla` binary ([`nodes`]); the cluster
 //! counts as formed when the leader sees every node as an alive voter and the
@@ -19,6 +21,7 @@
 pub mod blobs;
 pub mod cli;
 pub mod failover;
+pub mod gc;
 pub mod nodes;
 pub mod reads;
 pub mod report;
@@ -46,10 +49,12 @@ const READS_REPO: &str = "bench/reads";
 const WRITES_REPO: &str = "bench/writes";
 const LARGE_REPO: &str = "bench/large";
 const FAILOVER_REPO: &str = "bench/failover";
+const GC_REPO: &str = "bench/gc";
 /// Seed offsets that keep the content families apart.
 const READS_SEED_OFFSET: u64 = 1 << 33;
 const WRITES_SEED_OFFSET: u64 = 1 << 34;
 const FAILOVER_SEED_OFFSET: u64 = 1 << 35;
+const GC_SEED_OFFSET: u64 = 1 << 36;
 
 /// Runs `flotilla-bench cluster` and prints its report.
 pub async fn main(args: ClusterArgs) -> anyhow::Result<()> {
@@ -115,6 +120,7 @@ pub async fn run(plan: &ClusterPlan) -> anyhow::Result<ClusterReport> {
         writes: None,
         blobs: None,
         failover: None,
+        gc: None,
         total_secs: 0.0,
     };
     measure(&mut cluster, plan, &large_blobs, &mut report).await?;
@@ -208,6 +214,29 @@ async fn measure(
             .await
             .with_context(|| format!("failover\n{}", cluster.log_tails()))?;
         report.failover = Some(failover);
+    }
+    if plan.runs(Phase::Gc) {
+        let formed = state::wait_formed(cluster, timeout).await?;
+        progress(format!(
+            "gc: {} unreferenced blobs, then {} pushing clients alone for {} s and during the collection",
+            plan.gc_blobs, plan.writers, plan.write_secs
+        ));
+        let gc = gc::measure(
+            &clients,
+            GC_REPO,
+            plan.gc_blobs,
+            plan.writers,
+            plan.write_phase(),
+            formed.replication_factor,
+            seed(plan, GC_SEED_OFFSET),
+        )
+        .await
+        .with_context(|| format!("gc\n{}", cluster.log_tails()))?;
+        progress(format!(
+            "  collected {} in {:.1} s, reclaimed in {:.1} s; pushes {:.0}/s alone, {:.0}/s during",
+            gc.collected, gc.collect_secs, gc.reclaim_secs, gc.baseline.ops_per_sec, gc.during.ops_per_sec
+        ));
+        report.gc = Some(gc);
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::blobs::BlobsResult;
 use super::cli::ClusterPlan;
 use super::failover::FailoverResult;
+use super::gc::{GcResult, DURATION_TARGET_SECS, THROUGHPUT_TARGET};
 use super::reads::ReadsResult;
 use super::stats::LatencyStats;
 use crate::content::MIB;
@@ -34,6 +35,7 @@ pub struct ClusterReport {
     pub writes: Option<LatencyStats>,
     pub blobs: Option<BlobsResult>,
     pub failover: Option<FailoverResult>,
+    pub gc: Option<GcResult>,
     pub total_secs: f64,
 }
 
@@ -165,6 +167,39 @@ impl ClusterReport {
                 );
             }
         }
+        if let Some(gc) = &self.gc {
+            let _ = writeln!(
+                out,
+                "| GC: unreferenced blobs pushed (1 KiB), per s | {} ({:.0}/s) | |",
+                gc.blobs, gc.fill_blobs_per_sec
+            );
+            let _ = writeln!(
+                out,
+                "| GC: collected, task start → finished, s | {} in {:.1} | < {DURATION_TARGET_SECS:.0} for 100 000 ({}) |",
+                gc.collected,
+                gc.collect_secs,
+                verdict((gc.blobs >= 100_000).then_some(gc.collect_secs < DURATION_TARGET_SECS && gc.collected >= gc.blobs))
+            );
+            let _ = writeln!(out, "| GC: every copy deleted on every node, s | {:.1} | |", gc.reclaim_secs);
+            let _ = writeln!(
+                out,
+                "| GC: pushes (layer + manifest) alone, during, per s | {:.0}, {:.0} | |",
+                gc.baseline.ops_per_sec, gc.during.ops_per_sec
+            );
+            let _ = writeln!(
+                out,
+                "| GC: push throughput during ÷ alone | {} | ≥ {THROUGHPUT_TARGET} ({}) |",
+                format_value(gc.throughput_ratio, 2),
+                verdict(gc.throughput_ratio.map(|ratio| ratio >= THROUGHPUT_TARGET))
+            );
+            let _ = writeln!(
+                out,
+                "| GC: failed pushes alone, during | {}, {} | 0 ({}) |",
+                gc.baseline.errors,
+                gc.during.errors,
+                verdict(Some(gc.baseline.errors + gc.during.errors == 0))
+            );
+        }
         let limits = &self.limits;
         let _ = writeln!(
             out,
@@ -191,6 +226,11 @@ impl ClusterReport {
         }
         if let Some(error) = self.writes.as_ref().and_then(|writes| writes.first_error.as_ref()) {
             let _ = writeln!(out, "- writes: {} failed; first: {error}", self.writes.as_ref().map_or(0, |w| w.errors));
+        }
+        for (phase, stats) in self.gc.iter().flat_map(|gc| [("alone", &gc.baseline), ("during gc", &gc.during)]) {
+            if let Some(error) = &stats.first_error {
+                let _ = writeln!(out, "- gc pushes ({phase}): {} failed; first: {error}", stats.errors);
+            }
         }
         for (number, trial) in self.failover.iter().flat_map(|failover| failover.trials.iter().enumerate()) {
             if trial.failover_ms.is_none() {
@@ -241,6 +281,10 @@ mod tests {
         }
     }
 
+    fn stats(ops_per_sec: f64) -> LatencyStats {
+        LatencyStats { ops: 100, errors: 0, seconds: 1.0, ops_per_sec, p50_ms: 1.0, p99_ms: 2.0, first_error: None }
+    }
+
     fn trial(failover_ms: Option<f64>) -> Trial {
         Trial {
             killed: 1,
@@ -288,6 +332,16 @@ mod tests {
                 timed_out: 1,
                 seconds: 20.0,
             }),
+            gc: Some(GcResult {
+                blobs: 100_000,
+                fill_blobs_per_sec: 900.0,
+                collected: 100_000,
+                collect_secs: 20.0,
+                reclaim_secs: 25.0,
+                baseline: stats(100.0),
+                during: stats(85.0),
+                throughput_ratio: Some(0.85),
+            }),
             total_secs: 60.0,
         };
         let markdown = report.to_markdown();
@@ -302,6 +356,8 @@ mod tests {
             "| Failover trials recovered | 1 of 2 | all |",
             "| Failover, kill → first write, p99, ms | 800 | < 1500 (not met) |",
             "- failover trial 2: no write succeeded; first error: 503",
+            "| GC: collected, task start → finished, s | 100000 in 20.0 | < 60 for 100 000 (met) |",
+            "| GC: push throughput during ÷ alone | 0.85 | ≥ 0.8 (met) |",
         ] {
             assert!(markdown.contains(expected), "{expected:?} missing from:\n{markdown}");
         }
