@@ -131,6 +131,10 @@ pub struct ServeArgs {
     pub raft_snapshot_logs: Option<u64>,
     #[arg(long, env = "FLOTILLA_RAFT_SNAPSHOT_CHUNK_BYTES", hide = true)]
     pub raft_snapshot_chunk_bytes: Option<u64>,
+    #[arg(long, env = "FLOTILLA_RAFT_SNAPSHOT_INTERVAL", hide = true)]
+    pub raft_snapshot_interval: Option<String>,
+    #[arg(long, env = "FLOTILLA_COMPACTION_INTERVAL")]
+    pub compaction_interval: Option<String>,
     /// Cluster CA (PEM); with --tls-cert and --tls-key, inter-node gRPC is mutual TLS.
     #[arg(long, env = "FLOTILLA_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
@@ -174,6 +178,8 @@ impl ServeArgs {
             log_format,
             raft_snapshot_logs,
             raft_snapshot_chunk_bytes,
+            raft_snapshot_interval,
+            compaction_interval,
             tls_server_name
         );
         for (flag, field) in [

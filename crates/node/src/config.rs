@@ -66,6 +66,11 @@ pub struct Config {
     pub raft_snapshot_logs: u64,
     /// Tuning: bytes per snapshot chunk sent to a lagging node.
     pub raft_snapshot_chunk_bytes: u64,
+    /// Take a Raft snapshot (and purge the log before it) at least this often when
+    /// anything was applied since the last one (`1h`); `0s` = only by `raft_snapshot_logs`.
+    pub raft_snapshot_interval: String,
+    /// Compact RocksDB fully this often (`24h`); `0s` = only RocksDB's own compactions.
+    pub compaction_interval: String,
     /// PEM file of the cluster CA; with `tls_cert` and `tls_key`, inter-node
     /// gRPC is mutual TLS (all three or none).
     pub tls_ca: Option<PathBuf>,
@@ -105,6 +110,8 @@ impl Default for Config {
             log_format: "text".into(),
             raft_snapshot_logs: 10_000,
             raft_snapshot_chunk_bytes: 3 << 20,
+            raft_snapshot_interval: "1h".into(),
+            compaction_interval: "24h".into(),
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
@@ -174,6 +181,10 @@ impl Config {
         parse_duration(&self.gc_clock_margin)
             .map_err(|reason| ConfigError::Invalid { name: "gc_clock_margin", reason })?;
         parse_duration(&self.upload_expiry).map_err(|reason| ConfigError::Invalid { name: "upload_expiry", reason })?;
+        parse_duration(&self.raft_snapshot_interval)
+            .map_err(|reason| ConfigError::Invalid { name: "raft_snapshot_interval", reason })?;
+        parse_duration(&self.compaction_interval)
+            .map_err(|reason| ConfigError::Invalid { name: "compaction_interval", reason })?;
         Ok(())
     }
 

@@ -190,16 +190,25 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     tracing::info!("step 7: starting workers");
     let duration = |text: &str| config::parse_duration(text).map_err(anyhow::Error::msg);
     let upload_expiry = duration(&config.upload_expiry)?;
+    let every = |text: &str| duration(text).map(|every| (!every.is_zero()).then_some(every));
     let mut workers = workers::spawn_all(
-        workers::Workers { meta: meta.clone(), blobs: replicated, uploads, metrics: metrics.clone(), upload_expiry },
+        workers::Workers {
+            meta: meta.clone(),
+            blobs: replicated,
+            uploads,
+            metrics: metrics.clone(),
+            upload_expiry,
+            engine: engine.clone(),
+            snapshot_interval: every(&config.raft_snapshot_interval)?,
+            compaction_interval: every(&config.compaction_interval)?,
+        },
         shutdown.clone(),
     );
-    let gc_interval = duration(&config.gc_interval)?;
     let runner = tasks::TaskRunner {
         meta: meta.clone(),
         settings: tasks::TaskSettings {
             gc_grace: duration(&config.gc_grace)?,
-            gc_interval: (!gc_interval.is_zero()).then_some(gc_interval),
+            gc_interval: every(&config.gc_interval)?,
         },
         metrics: metrics.clone(),
     };

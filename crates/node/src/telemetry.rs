@@ -56,6 +56,9 @@ pub struct Metrics {
     raft_is_leader: Gauge,
     blobs_stored: Gauge,
     blob_bytes_stored: Gauge,
+    raft_snapshot_index: Gauge,
+    timed_snapshots: Counter,
+    compactions: Counter,
     reclaimed_blobs: Counter,
     reclaimed_bytes: Counter,
     tasks: Family<TaskLabels, Counter>,
@@ -78,6 +81,18 @@ impl Metrics {
         });
         registry.register("http_requests", "HTTP requests by surface, route, method and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
+        let timed_snapshots = Counter::default();
+        let compactions = Counter::default();
+        registry.register(
+            "raft_timed_snapshots",
+            "Raft snapshots requested by the snapshot interval",
+            timed_snapshots.clone(),
+        );
+        registry.register(
+            "rocksdb_compactions",
+            "Full RocksDB compactions run by the compaction interval",
+            compactions.clone(),
+        );
         let reclaimed_blobs = Counter::default();
         let reclaimed_bytes = Counter::default();
         let tasks = Family::<TaskLabels, Counter>::default();
@@ -106,6 +121,9 @@ impl Metrics {
             raft_is_leader: Gauge::default(),
             blobs_stored: Gauge::default(),
             blob_bytes_stored: Gauge::default(),
+            raft_snapshot_index: Gauge::default(),
+            timed_snapshots,
+            compactions,
             reclaimed_blobs,
             reclaimed_bytes,
             tasks,
@@ -118,6 +136,11 @@ impl Metrics {
             ("raft_leader", "Node id of the known leader (0 = none)", metrics.raft_leader.clone()),
             ("raft_applied_index", "Last log index applied to the state machine", metrics.raft_applied_index.clone()),
             ("raft_is_leader", "1 when this node leads", metrics.raft_is_leader.clone()),
+            (
+                "raft_snapshot_index",
+                "Last log index in this node's latest snapshot",
+                metrics.raft_snapshot_index.clone(),
+            ),
             ("blobs_stored", "Blobs in this node's local store", metrics.blobs_stored.clone()),
             ("blob_bytes_stored", "Bytes in this node's local store", metrics.blob_bytes_stored.clone()),
         ];
@@ -134,12 +157,23 @@ impl Metrics {
         self.raft_leader.set(raft.current_leader.unwrap_or(0) as i64);
         self.raft_applied_index.set(raft.last_applied.map(|id| id.index).unwrap_or(0) as i64);
         self.raft_is_leader.set(i64::from(raft.current_leader == Some(meta.node_id())));
+        self.raft_snapshot_index.set(raft.snapshot.map(|id| id.index).unwrap_or(0) as i64);
     }
 
     /// Sets the local store gauges.
     pub fn observe_store(&self, blobs: u64, bytes: u64) {
         self.blobs_stored.set(blobs as i64);
         self.blob_bytes_stored.set(bytes as i64);
+    }
+
+    /// Counts a snapshot the snapshot interval asked for.
+    pub fn observe_timed_snapshot(&self) {
+        self.timed_snapshots.inc();
+    }
+
+    /// Counts a full compaction.
+    pub fn observe_compaction(&self) {
+        self.compactions.inc();
     }
 
     /// Counts a deleted copy of a collected blob.

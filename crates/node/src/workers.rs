@@ -10,6 +10,7 @@ use flotilla_raft::client::now_ms;
 use flotilla_raft::MetaClient;
 use flotilla_storage::blob_store::BlobStore;
 use flotilla_storage::upload::Uploads;
+use flotilla_storage::Engine;
 
 use crate::telemetry::Metrics;
 
@@ -27,13 +28,45 @@ pub struct Workers {
     pub uploads: Arc<Uploads>,
     pub metrics: Arc<Metrics>,
     pub upload_expiry: Duration,
+    /// The RocksDB engine, for compaction.
+    pub engine: Engine,
+    /// Snapshot at least this often when anything was applied (`None`: only by log count).
+    pub snapshot_interval: Option<Duration>,
+    /// Compact RocksDB this often (`None`: never by time).
+    pub compaction_interval: Option<Duration>,
 }
 
 /// Starts every worker; each stops when `shutdown` is cancelled.
 pub fn spawn_all(workers: Workers, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
-    let Workers { meta, blobs, uploads, metrics, upload_expiry } = workers;
+    let Workers { meta, blobs, uploads, metrics, upload_expiry, engine, snapshot_interval, compaction_interval } =
+        workers;
     let raft_metrics = metrics.clone();
-    vec![
+    let mut handles = Vec::new();
+    if let Some(every) = snapshot_interval {
+        let (meta, metrics) = (meta.clone(), metrics.clone());
+        handles.push(spawn_periodic("raft-snapshot", every, shutdown.clone(), move || {
+            let (meta, metrics) = (meta.clone(), metrics.clone());
+            async move { snapshot_if_behind(&meta, &metrics).await }
+        }));
+    }
+    if let Some(every) = compaction_interval {
+        let metrics = metrics.clone();
+        handles.push(spawn_periodic("compaction", every, shutdown.clone(), move || {
+            let (engine, metrics) = (engine.clone(), metrics.clone());
+            async move {
+                let started = std::time::Instant::now();
+                match tokio::task::spawn_blocking(move || engine.compact()).await {
+                    Ok(Ok(())) => {
+                        metrics.observe_compaction();
+                        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "compacted rocksdb");
+                    }
+                    Ok(Err(error)) => tracing::warn!(%error, "compacting rocksdb failed"),
+                    Err(error) => tracing::warn!(%error, "the compaction task failed"),
+                }
+            }
+        }));
+    }
+    handles.extend([
         spawn_periodic("raft-metrics", METRICS_INTERVAL, shutdown.clone(), move || {
             raft_metrics.observe_raft(&meta);
             async {}
@@ -58,7 +91,26 @@ pub fn spawn_all(workers: Workers, shutdown: CancellationToken) -> Vec<JoinHandl
                 }
             }
         }),
-    ]
+    ]);
+    handles
+}
+
+/// Takes a Raft snapshot when entries were applied since the last one; openraft
+/// then purges the log before it (keeping `max_in_snapshot_log_to_keep`).
+async fn snapshot_if_behind(meta: &MetaClient, metrics: &Metrics) {
+    let raft = meta.raft().metrics().borrow().clone();
+    let applied = raft.last_applied.map(|id| id.index);
+    let snapshot = raft.snapshot.map(|id| id.index);
+    if applied.is_none() || applied <= snapshot {
+        return;
+    }
+    match meta.raft().trigger().snapshot().await {
+        Ok(()) => {
+            metrics.observe_timed_snapshot();
+            tracing::debug!(?applied, ?snapshot, "timed raft snapshot requested");
+        }
+        Err(error) => tracing::warn!(%error, "requesting a raft snapshot failed"),
+    }
 }
 
 fn spawn_periodic<F, Fut>(

@@ -53,6 +53,15 @@ impl Engine {
         Ok(Engine { db: Arc::new(db) })
     }
 
+    /// Compacts every column family fully: drops what deletes and overwrites left
+    /// behind (collected blobs, purged log entries). Blocking; can take a while.
+    pub fn compact(&self) -> Result<(), EngineError> {
+        for name in ALL_COLUMN_FAMILIES {
+            self.db.compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
+    }
+
     /// The raw database, for the crates that build on the engine.
     pub fn db(&self) -> &Arc<DB> {
         &self.db

@@ -18,6 +18,7 @@ mod t20_skopeo;
 mod t21_oras;
 mod t22_docker;
 mod t30_durability;
+mod t31_housekeeping;
 mod t40_cluster;
 mod t41_failover;
 mod t42_tls;
