@@ -26,6 +26,7 @@
 
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures::StreamExt;
@@ -63,7 +64,7 @@ pub struct FsBlobStore {
     root: PathBuf,
     /// Per digest stripe: an install (touch, rename) and a conditional delete
     /// (look at the time, unlink) of the same blob never interleave.
-    install_locks: Vec<tokio::sync::Mutex<()>>,
+    install_locks: Arc<[tokio::sync::Mutex<()>]>,
 }
 
 impl FsBlobStore {
@@ -114,8 +115,7 @@ impl FsBlobStore {
     }
 
     fn install_lock(&self, digest: &Digest) -> &tokio::sync::Mutex<()> {
-        let stripe = digest.hash().first().copied().unwrap_or(0) as usize % INSTALL_LOCK_STRIPES;
-        &self.install_locks[stripe]
+        &self.install_locks[lock_stripe(digest)]
     }
 
     /// Renames a complete, synced file into place and makes the rename durable.
@@ -140,18 +140,46 @@ impl FsBlobStore {
     /// collection uses this so that a copy written by an upload that began after
     /// the collection survives it. Never interleaves with storing the same blob.
     pub async fn delete_if_older(&self, digest: &Digest, cutoff: SystemTime) -> Result<Reclaimed, BlobError> {
-        let _deleting = self.install_lock(digest).lock().await;
-        let path = self.path_of(digest);
-        let Some(metadata) = not_found_as_none(tokio::fs::metadata(&path).await)? else {
-            return Ok(Reclaimed::Absent);
-        };
-        if metadata.modified()? >= cutoff {
-            return Ok(Reclaimed::Recent);
-        }
-        match not_found_as_none(tokio::fs::remove_file(&path).await)? {
-            Some(()) => Ok(Reclaimed::Deleted(metadata.len())),
-            None => Ok(Reclaimed::Absent),
-        }
+        let mut outcome = self.delete_all_if_older(vec![(digest.clone(), cutoff)]).await?;
+        Ok(outcome.pop().unwrap_or(Reclaimed::Absent))
+    }
+
+    /// [`FsBlobStore::delete_if_older`] for many blobs in one trip to the blocking
+    /// pool (collections delete thousands at a time); one outcome per blob, in order.
+    pub async fn delete_all_if_older(&self, blobs: Vec<(Digest, SystemTime)>) -> Result<Vec<Reclaimed>, BlobError> {
+        let locks = self.install_locks.clone();
+        let paths: Vec<(usize, PathBuf, SystemTime)> =
+            blobs.iter().map(|(digest, cutoff)| (lock_stripe(digest), self.path_of(digest), *cutoff)).collect();
+        tokio::task::spawn_blocking(move || {
+            paths
+                .into_iter()
+                .map(|(stripe, path, cutoff)| {
+                    let _deleting = locks[stripe].blocking_lock();
+                    delete_file_if_older(&path, cutoff)
+                })
+                .collect()
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+}
+
+/// The install-lock stripe of a blob.
+fn lock_stripe(digest: &Digest) -> usize {
+    digest.hash().first().copied().unwrap_or(0) as usize % INSTALL_LOCK_STRIPES
+}
+
+/// Removes the file at `path` unless it was modified at or after `cutoff` (blocking).
+fn delete_file_if_older(path: &Path, cutoff: SystemTime) -> Result<Reclaimed, BlobError> {
+    let Some(metadata) = not_found_as_none(std::fs::metadata(path))? else {
+        return Ok(Reclaimed::Absent);
+    };
+    if metadata.modified()? >= cutoff {
+        return Ok(Reclaimed::Recent);
+    }
+    match not_found_as_none(std::fs::remove_file(path))? {
+        Some(()) => Ok(Reclaimed::Deleted(metadata.len())),
+        None => Ok(Reclaimed::Absent),
     }
 }
 

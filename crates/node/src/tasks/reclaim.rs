@@ -86,11 +86,11 @@ impl Reclaimer {
         loop {
             let after = position.as_ref().map(|(epoch, digest)| (*epoch, digest));
             let page = self.meta.local().tombstones(after, PAGE).map_err(|error| error.to_string())?;
-            for (epoch, digest, collected_ms) in &page {
-                if shutdown.is_cancelled() {
-                    return Ok(());
-                }
-                self.reclaim(digest, *collected_ms).await?;
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            self.reclaim(&page).await?;
+            if let Some((epoch, digest, _)) = page.last() {
                 *position = Some((*epoch, digest.clone()));
             }
             if page.len() < PAGE {
@@ -99,19 +99,24 @@ impl Reclaimer {
         }
     }
 
-    async fn reclaim(&self, digest: &Digest, collected_ms: u64) -> Result<(), String> {
-        if self.meta.local().blob(digest).map_err(|error| error.to_string())?.is_some() {
-            return Ok(()); // Recorded again since: a later upload's copy.
-        }
-        let collected = UNIX_EPOCH + Duration::from_millis(collected_ms);
-        let cutoff = collected.checked_sub(self.clock_margin).unwrap_or(UNIX_EPOCH);
-        match self.local.delete_if_older(digest, cutoff).await.map_err(|error| error.to_string())? {
-            Reclaimed::Deleted(bytes) => {
-                tracing::debug!(%digest, bytes, "deleted a collected blob");
-                self.metrics.observe_reclaimed(bytes);
+    /// Deletes the local copies of a page of tombstones `(epoch, digest, collected_ms)`.
+    async fn reclaim(&self, tombstones: &[(u64, Digest, u64)]) -> Result<(), String> {
+        let mut doomed = Vec::with_capacity(tombstones.len());
+        for (_, digest, collected_ms) in tombstones {
+            if self.meta.local().blob(digest).map_err(|error| error.to_string())?.is_some() {
+                continue; // Recorded again since: a later upload's copy.
             }
-            Reclaimed::Recent => tracing::info!(%digest, "kept a copy stored after its collection"),
-            Reclaimed::Absent => {}
+            let collected = UNIX_EPOCH + Duration::from_millis(*collected_ms);
+            doomed.push((digest.clone(), collected.checked_sub(self.clock_margin).unwrap_or(UNIX_EPOCH)));
+        }
+        let digests: Vec<Digest> = doomed.iter().map(|(digest, _)| digest.clone()).collect();
+        let outcomes = self.local.delete_all_if_older(doomed).await.map_err(|error| error.to_string())?;
+        for (digest, outcome) in digests.iter().zip(outcomes) {
+            match outcome {
+                Reclaimed::Deleted(bytes) => self.metrics.observe_reclaimed(bytes),
+                Reclaimed::Recent => tracing::info!(%digest, "kept a copy stored after its collection"),
+                Reclaimed::Absent => {}
+            }
         }
         Ok(())
     }
