@@ -113,6 +113,8 @@ pub struct ServeArgs {
     pub gc_interval: Option<String>,
     #[arg(long, env = "FLOTILLA_GC_CLOCK_MARGIN")]
     pub gc_clock_margin: Option<String>,
+    #[arg(long, env = "FLOTILLA_GC_RECLAIM_RATE")]
+    pub gc_reclaim_rate: Option<u32>,
     #[arg(long, env = "FLOTILLA_READ_CONSISTENCY")]
     pub read_consistency: Option<String>,
     #[arg(long, env = "FLOTILLA_MAX_MANIFEST_BYTES")]
@@ -169,6 +171,7 @@ impl ServeArgs {
             gc_grace,
             gc_interval,
             gc_clock_margin,
+            gc_reclaim_rate,
             read_consistency,
             max_manifest_bytes,
             max_blob_bytes,

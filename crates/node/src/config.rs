@@ -48,6 +48,8 @@ pub struct Config {
     /// How far the clocks of two nodes may disagree (`2s`). A node keeps a copy of a
     /// collected blob that was stored less than this before the collection.
     pub gc_clock_margin: String,
+    /// Copies of collected blobs each node deletes per second at most (`0` = as fast as it can).
+    pub gc_reclaim_rate: u32,
     /// `linearizable` (read index from the leader) or `local` (may be stale on a follower).
     pub read_consistency: String,
     /// Largest manifest accepted, bytes (the spec asks for at least 4 MiB).
@@ -101,6 +103,7 @@ impl Default for Config {
             gc_grace: "1h".into(),
             gc_interval: "24h".into(),
             gc_clock_margin: "2s".into(),
+            gc_reclaim_rate: 2000,
             read_consistency: "linearizable".into(),
             max_manifest_bytes: 8 << 20,
             max_blob_bytes: 1 << 40,

@@ -217,6 +217,7 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         meta: meta.clone(),
         local: blobs,
         clock_margin: duration(&config.gc_clock_margin)?,
+        rate: (config.gc_reclaim_rate > 0).then_some(config.gc_reclaim_rate),
         metrics,
     };
     workers.push(tokio::spawn(reclaimer.run(shutdown.clone())));

@@ -13,7 +13,7 @@
 //! those once they are older than [`STRAY_AGE`].
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +40,8 @@ pub struct Reclaimer {
     pub local: Arc<FsBlobStore>,
     /// How far clocks of different nodes may disagree (`gc_clock_margin`).
     pub clock_margin: Duration,
+    /// At most this many copies deleted per second (`gc_reclaim_rate`); `None` = as fast as possible.
+    pub rate: Option<u32>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -89,7 +91,13 @@ impl Reclaimer {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
-            self.reclaim(&page).await?;
+            let started = Instant::now();
+            let deleted = self.reclaim(&page).await?;
+            // A deletion budget per second, so that reclaiming never starves the pushes sharing the disk.
+            if let Some(rate) = self.rate.filter(|rate| *rate > 0) {
+                let budget = Duration::from_secs_f64(deleted as f64 / f64::from(rate));
+                tokio::time::sleep(budget.saturating_sub(started.elapsed())).await;
+            }
             if let Some((epoch, digest, _)) = page.last() {
                 *position = Some((*epoch, digest.clone()));
             }
@@ -99,8 +107,8 @@ impl Reclaimer {
         }
     }
 
-    /// Deletes the local copies of a page of tombstones `(epoch, digest, collected_ms)`.
-    async fn reclaim(&self, tombstones: &[(u64, Digest, u64)]) -> Result<(), String> {
+    /// Deletes the local copies of a page of tombstones `(epoch, digest, collected_ms)`; how many it deleted.
+    async fn reclaim(&self, tombstones: &[(u64, Digest, u64)]) -> Result<u64, String> {
         let mut doomed = Vec::with_capacity(tombstones.len());
         for (_, digest, collected_ms) in tombstones {
             if self.meta.local().blob(digest).map_err(|error| error.to_string())?.is_some() {
@@ -111,14 +119,18 @@ impl Reclaimer {
         }
         let digests: Vec<Digest> = doomed.iter().map(|(digest, _)| digest.clone()).collect();
         let outcomes = self.local.delete_all_if_older(doomed).await.map_err(|error| error.to_string())?;
+        let mut deleted = 0;
         for (digest, outcome) in digests.iter().zip(outcomes) {
             match outcome {
-                Reclaimed::Deleted(bytes) => self.metrics.observe_reclaimed(bytes),
+                Reclaimed::Deleted(bytes) => {
+                    self.metrics.observe_reclaimed(bytes);
+                    deleted += 1;
+                }
                 Reclaimed::Recent => tracing::info!(%digest, "kept a copy stored after its collection"),
                 Reclaimed::Absent => {}
             }
         }
-        Ok(())
+        Ok(deleted)
     }
 
     /// Deletes copies that have no record and are older than [`STRAY_AGE`].
