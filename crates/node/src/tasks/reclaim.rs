@@ -54,7 +54,9 @@ impl Reclaimer {
         let mut position: Position = None;
         let mut seen_epoch = None;
         let mut interval = tokio::time::interval(POLL_INTERVAL);
-        let mut stray_sweep = tokio::time::interval(STRAY_SWEEP_INTERVAL);
+        // Not at start: a node that was away first catches up with the cluster.
+        let mut stray_sweep =
+            tokio::time::interval_at(tokio::time::Instant::now() + STRAY_SWEEP_INTERVAL, STRAY_SWEEP_INTERVAL);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -133,12 +135,16 @@ impl Reclaimer {
         Ok(deleted)
     }
 
-    /// Deletes copies that have no record and are older than [`STRAY_AGE`].
+    /// Deletes copies that have no record and are older than [`STRAY_AGE`]. The
+    /// records are read after a linearizable barrier, so a replica that lags
+    /// (a node back from a long absence) never takes a recorded blob for a stray.
     async fn sweep_strays(&self) -> Result<(), String> {
         let cutoff = SystemTime::now().checked_sub(STRAY_AGE).unwrap_or(UNIX_EPOCH);
+        let listed = self.local.list().await.map_err(|error| error.to_string())?;
+        let catalog = self.meta.read().await.map_err(|error| error.to_string())?;
         let mut removed = 0u64;
-        for (digest, _) in self.local.list().await.map_err(|error| error.to_string())? {
-            if self.meta.local().blob(&digest).map_err(|error| error.to_string())?.is_some() {
+        for (digest, _) in listed {
+            if catalog.blob(&digest).map_err(|error| error.to_string())?.is_some() {
                 continue;
             }
             if let Reclaimed::Deleted(bytes) =
