@@ -20,6 +20,16 @@ impl Sandbox {
         serde_json::from_str(&body).with_context(|| format!("GET {url}: not JSON: {body}"))
     }
 
+    /// The value of an unlabelled metric in node `index`'s `/metrics`.
+    pub fn metric(&self, index: usize, name: &str) -> anyhow::Result<f64> {
+        let url = format!("{}/metrics", self.node(index).base_url());
+        let http = reqwest::blocking::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build()?;
+        let text = http.get(&url).send()?.text()?;
+        let line =
+            text.lines().find(|line| line.starts_with(&format!("{name} "))).with_context(|| format!("no {name}"))?;
+        Ok(line.rsplit(' ').next().unwrap_or_default().parse()?)
+    }
+
     /// The index of the node that leads, as node `asking` sees it.
     pub fn leader_index(&self, asking: usize) -> anyhow::Result<usize> {
         let state = self.cluster_get(asking, "state")?;

@@ -206,6 +206,7 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     );
     let runner = tasks::TaskRunner {
         meta: meta.clone(),
+        view: view.clone(),
         settings: tasks::TaskSettings {
             gc_grace: duration(&config.gc_grace)?,
             gc_interval: every(&config.gc_interval)?,

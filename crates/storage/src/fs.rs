@@ -140,13 +140,13 @@ impl FsBlobStore {
     /// collection uses this so that a copy written by an upload that began after
     /// the collection survives it. Never interleaves with storing the same blob.
     pub async fn delete_if_older(&self, digest: &Digest, cutoff: SystemTime) -> Result<Reclaimed, BlobError> {
-        let mut outcome = self.delete_all_if_older(vec![(digest.clone(), cutoff)]).await?;
+        let mut outcome = self.delete_all_if_older(&[(digest.clone(), cutoff)]).await?;
         Ok(outcome.pop().unwrap_or(Reclaimed::Absent))
     }
 
     /// [`FsBlobStore::delete_if_older`] for many blobs in one trip to the blocking
     /// pool (collections delete thousands at a time); one outcome per blob, in order.
-    pub async fn delete_all_if_older(&self, blobs: Vec<(Digest, SystemTime)>) -> Result<Vec<Reclaimed>, BlobError> {
+    pub async fn delete_all_if_older(&self, blobs: &[(Digest, SystemTime)]) -> Result<Vec<Reclaimed>, BlobError> {
         let locks = self.install_locks.clone();
         let paths: Vec<(usize, PathBuf, SystemTime)> =
             blobs.iter().map(|(digest, cutoff)| (lock_stripe(digest), self.path_of(digest), *cutoff)).collect();

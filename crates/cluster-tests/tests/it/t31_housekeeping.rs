@@ -4,19 +4,10 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use flotilla_cluster_tests::content::random_bytes;
 use flotilla_cluster_tests::{wait, Sandbox};
 
 use crate::common::{repo, run_printing_logs};
-
-/// The value of an unlabelled metric of node 0.
-fn metric(sandbox: &Sandbox, name: &str) -> anyhow::Result<f64> {
-    let http = reqwest::blocking::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build()?;
-    let text = http.get(format!("{}/metrics", sandbox.node(0).base_url())).send()?.text()?;
-    let line = text.lines().find(|line| line.starts_with(&format!("{name} "))).with_context(|| format!("no {name}"))?;
-    Ok(line.rsplit(' ').next().unwrap_or_default().parse()?)
-}
 
 #[test]
 fn snapshots_and_compactions_run_on_their_intervals_and_a_restart_keeps_everything() {
@@ -35,11 +26,11 @@ fn snapshots_and_compactions_run_on_their_intervals_and_a_restart_keeps_everythi
         let digest = client.push_blob_monolithic(&name, &bytes)?;
         // The count-based policy (10 000 entries) never fires here; the interval does.
         wait::until("a timed snapshot covering the push", Duration::from_secs(20), || {
-            metric(sandbox, "flotilla_raft_timed_snapshots_total").is_ok_and(|count| count >= 1.0)
-                && metric(sandbox, "flotilla_raft_snapshot_index").is_ok_and(|index| index >= 3.0)
+            sandbox.metric(0, "flotilla_raft_timed_snapshots_total").is_ok_and(|count| count >= 1.0)
+                && sandbox.metric(0, "flotilla_raft_snapshot_index").is_ok_and(|index| index >= 3.0)
         })?;
         wait::until("a compaction", Duration::from_secs(20), || {
-            metric(sandbox, "flotilla_rocksdb_compactions_total").is_ok_and(|count| count >= 1.0)
+            sandbox.metric(0, "flotilla_rocksdb_compactions_total").is_ok_and(|count| count >= 1.0)
         })?;
         let snapshots = std::fs::read_dir(sandbox.node(0).data_dir().join("snapshots"))?.count();
         anyhow::ensure!(snapshots >= 1, "no snapshot file on disk");

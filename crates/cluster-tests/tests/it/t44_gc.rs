@@ -78,13 +78,6 @@ fn wait_for_end(sandbox: &Sandbox, id: &str, timeout: Duration) -> anyhow::Resul
     })
 }
 
-/// The value of an unlabelled counter in node `index`'s metrics.
-fn counter(sandbox: &Sandbox, index: usize, name: &str) -> anyhow::Result<u64> {
-    let text = http()?.get(format!("{}/metrics", sandbox.node(index).base_url())).send()?.text()?;
-    let line = text.lines().find(|line| line.starts_with(&format!("{name} "))).with_context(|| format!("no {name}"))?;
-    Ok(line.rsplit(' ').next().unwrap_or_default().parse()?)
-}
-
 #[test]
 fn gc_frees_space_on_every_node_while_pushes_and_pulls_go_on() {
     let sandbox = cluster(3);
@@ -170,7 +163,7 @@ fn gc_frees_space_on_every_node_while_pushes_and_pulls_go_on() {
                 stored_on(sandbox, index, &doomed).is_empty()
             })?;
             ensure!(stored_on(sandbox, index, &kept_digests).len() == kept_digests.len(), "node {index} kept the rest");
-            ensure!(counter(sandbox, index, "flotilla_gc_reclaimed_blobs_total")? == doomed.len() as u64);
+            ensure!(sandbox.metric(index, "flotilla_gc_reclaimed_blobs_total")? == doomed.len() as f64);
         }
         std::thread::sleep(Duration::from_millis(500));
         stop.store(true, Ordering::Relaxed);

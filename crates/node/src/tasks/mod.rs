@@ -27,6 +27,7 @@ use flotilla_raft::client::now_ms;
 use flotilla_raft::task::{TaskKind, TaskOptions, TaskRecord, TaskState, TaskUpdate, Trigger};
 use flotilla_raft::{Command, MetaClient, Response};
 
+use crate::cluster::ClusterView;
 use crate::telemetry::Metrics;
 
 /// How often the runner looks for work.
@@ -44,6 +45,7 @@ pub struct TaskSettings {
 /// Starts and resumes tasks while this node leads.
 pub struct TaskRunner {
     pub meta: MetaClient,
+    pub view: Arc<ClusterView>,
     pub settings: TaskSettings,
     pub metrics: Arc<Metrics>,
 }
@@ -60,7 +62,7 @@ impl TaskRunner {
                 _ = interval.tick() => {}
             }
             running.retain(|_, handle| !handle.is_finished());
-            if !self.leads() {
+            if !self.view.is_leader() {
                 // Whoever leads now resumes the work; stop ours so two nodes never run one task.
                 for (_, handle) in running.drain() {
                     handle.abort();
@@ -84,10 +86,6 @@ impl TaskRunner {
         for (_, handle) in running {
             handle.abort();
         }
-    }
-
-    fn leads(&self) -> bool {
-        self.meta.raft().metrics().borrow().current_leader == Some(self.meta.node_id())
     }
 
     fn spawn(&self, task: TaskRecord) -> JoinHandle<()> {

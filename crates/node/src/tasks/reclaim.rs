@@ -119,10 +119,9 @@ impl Reclaimer {
             let collected = UNIX_EPOCH + Duration::from_millis(*collected_ms);
             doomed.push((digest.clone(), collected.checked_sub(self.clock_margin).unwrap_or(UNIX_EPOCH)));
         }
-        let digests: Vec<Digest> = doomed.iter().map(|(digest, _)| digest.clone()).collect();
-        let outcomes = self.local.delete_all_if_older(doomed).await.map_err(|error| error.to_string())?;
+        let outcomes = self.local.delete_all_if_older(&doomed).await.map_err(|error| error.to_string())?;
         let mut deleted = 0;
-        for (digest, outcome) in digests.iter().zip(outcomes) {
+        for ((digest, _), outcome) in doomed.iter().zip(outcomes) {
             match outcome {
                 Reclaimed::Deleted(bytes) => {
                     self.metrics.observe_reclaimed(bytes);

@@ -207,11 +207,10 @@ fn put_blob(
 
 /// Refuses a blob whose bytes were written before a collection of it that the writer had not seen.
 fn check_not_collected_since(store: &impl StateRead, digest: &Digest, gc_epoch: u64) -> Result<(), Refusal> {
-    let gc = get_json::<GcState>(store, &keys::gc_state())?.unwrap_or_default();
     let collected_after = match get_json::<Tombstone>(store, &keys::tombstone(digest))? {
         Some(tombstone) => tombstone.epoch > gc_epoch,
         // Expired tombstones can no longer be checked.
-        None => gc_epoch < gc.floor,
+        None => gc_epoch < get_json::<GcState>(store, &keys::gc_state())?.unwrap_or_default().floor,
     };
     if collected_after {
         let message = "the blob was garbage-collected while it was uploaded; upload it again";
