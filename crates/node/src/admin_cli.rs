@@ -8,10 +8,10 @@ use anyhow::Context;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::cli::{ClusterArgs, ClusterCommand};
+use crate::cli::{ClusterArgs, ClusterCommand, TaskFlags};
 use crate::config::parse_duration;
 
-/// How often `gc --wait` looks at its task.
+/// How often `--wait` looks at its task.
 const WAIT_POLL: Duration = Duration::from_millis(500);
 
 /// Runs one subcommand against the node at `args.url`.
@@ -24,16 +24,19 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         ClusterCommand::Layout => (Method::GET, "/_cluster/layout".to_owned(), None),
         ClusterCommand::Drain { node_id } => (Method::POST, format!("/_cluster/nodes/{node_id}/drain"), None),
         ClusterCommand::Remove { node_id } => (Method::DELETE, format!("/_cluster/nodes/{node_id}"), None),
-        ClusterCommand::Gc { dry_run, grace, .. } => {
+        ClusterCommand::Gc { dry_run, grace, untagged, .. } => {
             let grace_seconds = grace
                 .as_deref()
                 .map(parse_duration)
                 .transpose()
                 .map_err(|reason| anyhow::anyhow!("--grace: {reason}"))?
                 .map(|grace| grace.as_secs());
-            let body = json!({"kind": "gc", "dry_run": dry_run, "grace_seconds": grace_seconds});
+            let body = json!({"kind": "gc", "dry_run": dry_run, "grace_seconds": grace_seconds, "untagged": untagged});
             (Method::POST, "/_cluster/tasks".to_owned(), Some(body))
         }
+        ClusterCommand::Repair(flags) => start_task("repair", flags),
+        ClusterCommand::Scrub(flags) => start_task("scrub", flags),
+        ClusterCommand::Optimize(flags) => start_task("optimize", flags),
         ClusterCommand::Tasks => (Method::GET, "/_cluster/tasks".to_owned(), None),
         ClusterCommand::Task { id } => (Method::GET, format!("/_cluster/tasks/{id}"), None),
         ClusterCommand::Cancel { id } => (Method::POST, format!("/_cluster/tasks/{id}/cancel"), None),
@@ -45,7 +48,12 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         eprintln!("{}", pretty(&answer));
         anyhow::bail!("{} answered {status}", client.url(&path));
     }
-    if let ClusterCommand::Gc { wait: true, .. } = args.command {
+    let wait = match &args.command {
+        ClusterCommand::Gc { wait, .. } => *wait,
+        ClusterCommand::Repair(flags) | ClusterCommand::Scrub(flags) | ClusterCommand::Optimize(flags) => flags.wait,
+        _ => false,
+    };
+    if wait {
         return wait_for_task(&client, &answer).await;
     }
     if !answer.is_empty() {
@@ -55,6 +63,11 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         anyhow::bail!("cluster is unhealthy ({status})");
     }
     Ok(())
+}
+
+/// The request creating a task of `kind`.
+fn start_task(kind: &str, flags: &TaskFlags) -> (Method, String, Option<Value>) {
+    (Method::POST, "/_cluster/tasks".to_owned(), Some(json!({"kind": kind, "dry_run": flags.dry_run})))
 }
 
 /// Polls the task in `created` (a task document) until it ends; prints it.

@@ -39,6 +39,17 @@ pub struct ClusterArgs {
     pub command: ClusterCommand,
 }
 
+/// Flags of the task-starting subcommands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TaskFlags {
+    /// Only report what would be done.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Wait for the task to end and print its result; fails unless it finished.
+    #[arg(long)]
+    pub wait: bool,
+}
+
 /// Operator subcommands; each prints the API's JSON answer.
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -62,10 +73,20 @@ pub enum ClusterCommand {
         /// Grace period for this run (`1h`, `0s`); the cluster's `gc_grace` when absent.
         #[arg(long)]
         grace: Option<String>,
+        /// First delete untagged manifests that no index or live subject keeps
+        /// and that are older than the grace period.
+        #[arg(long)]
+        untagged: bool,
         /// Wait for the task to end and print its result; fails unless it finished.
         #[arg(long)]
         wait: bool,
     },
+    /// Start a repair: every owner copies the recorded blobs it lacks from a replica.
+    Repair(TaskFlags),
+    /// Start a scrub: every node re-hashes its copies and replaces corrupt ones.
+    Scrub(TaskFlags),
+    /// Start storage optimization: once the layout is synced, drop copies no owner list names.
+    Optimize(TaskFlags),
     /// The cluster tasks, newest first.
     Tasks,
     /// One task.
@@ -115,6 +136,12 @@ pub struct ServeArgs {
     pub gc_clock_margin: Option<String>,
     #[arg(long, env = "FLOTILLA_GC_RECLAIM_RATE")]
     pub gc_reclaim_rate: Option<u32>,
+    #[arg(long, env = "FLOTILLA_COPY_RATE")]
+    pub copy_rate: Option<u64>,
+    #[arg(long, env = "FLOTILLA_SCRUB_RATE")]
+    pub scrub_rate: Option<u64>,
+    #[arg(long, env = "FLOTILLA_SCRUB_INTERVAL")]
+    pub scrub_interval: Option<String>,
     #[arg(long, env = "FLOTILLA_READ_CONSISTENCY")]
     pub read_consistency: Option<String>,
     #[arg(long, env = "FLOTILLA_MAX_MANIFEST_BYTES")]
@@ -172,6 +199,9 @@ impl ServeArgs {
             gc_interval,
             gc_clock_margin,
             gc_reclaim_rate,
+            copy_rate,
+            scrub_rate,
+            scrub_interval,
             read_consistency,
             max_manifest_bytes,
             max_blob_bytes,

@@ -50,6 +50,12 @@ pub struct Config {
     pub gc_clock_margin: String,
     /// Copies of collected blobs each node deletes per second at most (`0` = as fast as it can).
     pub gc_reclaim_rate: u32,
+    /// Bytes per second each node copies for repair and pushes for rebalancing (`0` = unpaced).
+    pub copy_rate: u64,
+    /// Bytes per second each node re-hashes while scrubbing (`0` = unpaced).
+    pub scrub_rate: u64,
+    /// Start a scrub this long after the last one (`7d`); `0s` = only on demand.
+    pub scrub_interval: String,
     /// `linearizable` (read index from the leader) or `local` (may be stale on a follower).
     pub read_consistency: String,
     /// Largest manifest accepted, bytes (the spec asks for at least 4 MiB).
@@ -104,6 +110,9 @@ impl Default for Config {
             gc_interval: "24h".into(),
             gc_clock_margin: "2s".into(),
             gc_reclaim_rate: 2000,
+            copy_rate: 100 << 20,
+            scrub_rate: 32 << 20,
+            scrub_interval: "7d".into(),
             read_consistency: "linearizable".into(),
             max_manifest_bytes: 8 << 20,
             max_blob_bytes: 1 << 40,
@@ -181,6 +190,8 @@ impl Config {
         }
         parse_duration(&self.gc_grace).map_err(|reason| ConfigError::Invalid { name: "gc_grace", reason })?;
         parse_duration(&self.gc_interval).map_err(|reason| ConfigError::Invalid { name: "gc_interval", reason })?;
+        parse_duration(&self.scrub_interval)
+            .map_err(|reason| ConfigError::Invalid { name: "scrub_interval", reason })?;
         parse_duration(&self.gc_clock_margin)
             .map_err(|reason| ConfigError::Invalid { name: "gc_clock_margin", reason })?;
         parse_duration(&self.upload_expiry).map_err(|reason| ConfigError::Invalid { name: "upload_expiry", reason })?;

@@ -16,9 +16,8 @@ use flotilla_raft::network::service::raft_service;
 use flotilla_raft::network::tls::RpcTls;
 use flotilla_raft::types::Raft;
 use flotilla_raft::MetaClient;
-use flotilla_storage::fs::FsBlobStore;
 
-use crate::blobs::peer::BlobPeers;
+use crate::blobs::maintain::Maintainer;
 use crate::blobs::service::blob_service;
 use crate::cluster::service::cluster_service;
 use crate::cluster::ClusterView;
@@ -75,9 +74,8 @@ pub struct RpcServices {
     pub raft: Raft,
     pub view: Arc<ClusterView>,
     pub meta: MetaClient,
-    /// The local disk store (peers reach it through the blob service).
-    pub blobs: Arc<FsBlobStore>,
-    pub peers: BlobPeers,
+    /// The local disk store and its maintenance (peers reach them through the blob service).
+    pub blobs: Maintainer,
 }
 
 /// Serves the inter-node gRPC services (Raft, cluster, blobs) until
@@ -88,7 +86,7 @@ pub async fn serve_rpc(
     tls: Option<RpcTls>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let RpcServices { raft, view, meta, blobs, peers } = services;
+    let RpcServices { raft, view, meta, blobs } = services;
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         server = server.tls_config(tls.server_config())?;
@@ -98,8 +96,8 @@ pub async fn serve_rpc(
         .initial_stream_window_size(Some(4 << 20))
         .initial_connection_window_size(Some(16 << 20))
         .add_service(raft_service(raft))
-        .add_service(cluster_service(view.clone(), meta))
-        .add_service(blob_service(blobs, view, peers))
+        .add_service(cluster_service(view, meta))
+        .add_service(blob_service(blobs))
         .serve_with_shutdown(addr, shutdown.cancelled_owned())
         .await?;
     Ok(())

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod config;
 pub mod directory;
 pub mod http;
+pub mod pacer;
 pub mod placement;
 pub mod proto;
 pub mod tasks;
@@ -39,6 +40,7 @@ use flotilla_storage::fs::FsBlobStore;
 use flotilla_storage::upload::Uploads;
 use flotilla_storage::Engine;
 
+use crate::blobs::maintain::Maintainer;
 use crate::blobs::peer::BlobPeers;
 use crate::blobs::replicated::ReplicatedBlobStore;
 use crate::cluster::admin::NodeAdmin;
@@ -134,15 +136,20 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     let meta = MetaClient::new(raft.clone(), config.node_id, catalog.clone());
     let view = Arc::new(ClusterView::new(config.node_id, raft.clone(), catalog.clone()));
     let peers = BlobPeers::default();
-
-    tracing::info!(addr = %config.rpc_addr, "step 3: serving gRPC");
-    let services = http::RpcServices {
-        raft: raft.clone(),
+    let metrics = telemetry::Metrics::new();
+    let rate = |bytes: u64| (bytes > 0).then_some(bytes);
+    let maintainer = Maintainer {
         view: view.clone(),
         meta: meta.clone(),
-        blobs: blobs.clone(),
+        local: blobs.clone(),
         peers: peers.clone(),
+        copy_rate: rate(config.copy_rate),
+        scrub_rate: rate(config.scrub_rate),
+        metrics: metrics.maintenance.clone(),
     };
+
+    tracing::info!(addr = %config.rpc_addr, "step 3: serving gRPC");
+    let services = http::RpcServices { raft: raft.clone(), view: view.clone(), meta: meta.clone(), blobs: maintainer };
     let rpc = tokio::spawn(http::serve_rpc(config.rpc_addr, services, tls, shutdown.clone()));
 
     tracing::info!("step 4: forming the cluster");
@@ -170,7 +177,6 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     let replicated = Arc::new(ReplicatedBlobStore::new(view.clone(), blobs.clone(), peers.clone(), liveness.clone()));
 
     tracing::info!(addr = %config.http_addr, "step 6: serving HTTP");
-    let metrics = telemetry::Metrics::new();
     let state = AppState {
         meta: meta.clone(),
         blobs: replicated.clone(),
@@ -210,8 +216,10 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         settings: tasks::TaskSettings {
             gc_grace: duration(&config.gc_grace)?,
             gc_interval: every(&config.gc_interval)?,
+            scrub_interval: every(&config.scrub_interval)?,
         },
         metrics: metrics.clone(),
+        peers: peers.clone(),
     };
     workers.push(tokio::spawn(runner.run(shutdown.clone())));
     let reclaimer = tasks::reclaim::Reclaimer {

@@ -56,6 +56,9 @@ pub struct Metrics {
     raft_is_leader: Gauge,
     blobs_stored: Gauge,
     blob_bytes_stored: Gauge,
+    blobs_recorded: Gauge,
+    blob_bytes_referenced: Gauge,
+    blob_bytes_unreferenced: Gauge,
     raft_snapshot_index: Gauge,
     timed_snapshots: Counter,
     compactions: Counter,
@@ -63,6 +66,80 @@ pub struct Metrics {
     reclaimed_bytes: Counter,
     tasks: Family<TaskLabels, Counter>,
     task_duration: Family<TaskLabels, Histogram>,
+    /// Repair, scrub and rebalancing on this node.
+    pub maintenance: MaintenanceMetrics,
+}
+
+/// The replicated blob records summed (each blob once, whatever its copies).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordSums {
+    pub blobs: u64,
+    /// Bytes of blobs some manifest references.
+    pub referenced_bytes: u64,
+    /// Bytes of blobs no manifest references: what GC frees once their grace period passed.
+    pub unreferenced_bytes: u64,
+}
+
+/// What repair, scrub and rebalancing did on this node.
+#[derive(Debug, Clone, Default)]
+pub struct MaintenanceMetrics {
+    /// Owned partitions missing a recorded blob, as the last repair check found (before copying).
+    pub partitions_under_replicated: Gauge,
+    pub repair_copied_blobs: Counter,
+    pub repair_copied_bytes: Counter,
+    pub scrub_verified_bytes: Counter,
+    pub scrub_corrupt_blobs: Counter,
+    pub rebalance_copied_blobs: Counter,
+    pub rebalance_copied_bytes: Counter,
+    pub orphan_dropped_blobs: Counter,
+    pub orphan_dropped_bytes: Counter,
+}
+
+impl MaintenanceMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "partitions_under_replicated",
+            "Partitions this node owns that lacked a recorded blob at its last repair check",
+            self.partitions_under_replicated.clone(),
+        );
+        let counters = [
+            (
+                "repair_copied_blobs",
+                "Blobs this node copied from replicas because it lacked them",
+                &self.repair_copied_blobs,
+            ),
+            (
+                "repair_copied_bytes",
+                "Bytes this node copied from replicas because it lacked them",
+                &self.repair_copied_bytes,
+            ),
+            ("scrub_verified_bytes", "Bytes of local copies scrub re-hashed", &self.scrub_verified_bytes),
+            ("scrub_corrupt_blobs", "Local copies scrub found corrupt and quarantined", &self.scrub_corrupt_blobs),
+            (
+                "rebalance_copied_blobs",
+                "Copies this node pushed to new owners after a layout change",
+                &self.rebalance_copied_blobs,
+            ),
+            (
+                "rebalance_copied_bytes",
+                "Bytes this node pushed to new owners after a layout change",
+                &self.rebalance_copied_bytes,
+            ),
+            (
+                "orphan_dropped_blobs",
+                "Copies dropped because no owner list names this node",
+                &self.orphan_dropped_blobs,
+            ),
+            (
+                "orphan_dropped_bytes",
+                "Bytes freed by dropping copies no owner list names this node for",
+                &self.orphan_dropped_bytes,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -121,6 +198,9 @@ impl Metrics {
             raft_is_leader: Gauge::default(),
             blobs_stored: Gauge::default(),
             blob_bytes_stored: Gauge::default(),
+            blobs_recorded: Gauge::default(),
+            blob_bytes_referenced: Gauge::default(),
+            blob_bytes_unreferenced: Gauge::default(),
             raft_snapshot_index: Gauge::default(),
             timed_snapshots,
             compactions,
@@ -128,6 +208,7 @@ impl Metrics {
             reclaimed_bytes,
             tasks,
             task_duration,
+            maintenance: MaintenanceMetrics::default(),
             registry,
         };
         let mut metrics = metrics;
@@ -143,10 +224,22 @@ impl Metrics {
             ),
             ("blobs_stored", "Blobs in this node's local store", metrics.blobs_stored.clone()),
             ("blob_bytes_stored", "Bytes in this node's local store", metrics.blob_bytes_stored.clone()),
+            ("blobs_recorded", "Blobs the cluster records (each once)", metrics.blobs_recorded.clone()),
+            (
+                "blob_bytes_referenced",
+                "Bytes of recorded blobs some manifest references (each blob once)",
+                metrics.blob_bytes_referenced.clone(),
+            ),
+            (
+                "blob_bytes_unreferenced",
+                "Bytes of recorded blobs no manifest references: collectable after the grace period",
+                metrics.blob_bytes_unreferenced.clone(),
+            ),
         ];
         for (name, help, gauge) in gauges {
             metrics.registry.register(name, help, gauge);
         }
+        metrics.maintenance.register(&mut metrics.registry);
         Arc::new(metrics)
     }
 
@@ -164,6 +257,13 @@ impl Metrics {
     pub fn observe_store(&self, blobs: u64, bytes: u64) {
         self.blobs_stored.set(blobs as i64);
         self.blob_bytes_stored.set(bytes as i64);
+    }
+
+    /// Sets the gauges of the replicated blob records.
+    pub fn observe_records(&self, sums: RecordSums) {
+        self.blobs_recorded.set(sums.blobs as i64);
+        self.blob_bytes_referenced.set(sums.referenced_bytes as i64);
+        self.blob_bytes_unreferenced.set(sums.unreferenced_bytes as i64);
     }
 
     /// Counts a snapshot the snapshot interval asked for.

@@ -12,12 +12,16 @@ use flotilla_storage::blob_store::BlobStore;
 use flotilla_storage::upload::Uploads;
 use flotilla_storage::Engine;
 
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, RecordSums};
 
 /// How often the Raft and store gauges are refreshed.
 const METRICS_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the local store is listed for the blob gauges (a full listing).
 const STORE_SCAN_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the blob records are summed for the referenced/unreferenced gauges (a full scan).
+const RECORD_SCAN_INTERVAL: Duration = Duration::from_secs(300);
+/// Blob records read per page by that scan.
+const RECORD_PAGE: usize = 5000;
 /// How often expired upload sessions are swept.
 const UPLOAD_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -66,6 +70,20 @@ pub fn spawn_all(workers: Workers, shutdown: CancellationToken) -> Vec<JoinHandl
             }
         }));
     }
+    handles.push(spawn_periodic("record-metrics", RECORD_SCAN_INTERVAL, shutdown.clone(), {
+        let (meta, metrics) = (meta.clone(), metrics.clone());
+        move || {
+            let (meta, metrics) = (meta.clone(), metrics.clone());
+            async move {
+                let summed = tokio::task::spawn_blocking(move || sum_records(&meta)).await;
+                match summed {
+                    Ok(Ok(sums)) => metrics.observe_records(sums),
+                    Ok(Err(error)) => tracing::warn!(%error, "summing blob records failed"),
+                    Err(error) => tracing::warn!(%error, "the record scan failed"),
+                }
+            }
+        }
+    }));
     handles.extend([
         spawn_periodic("raft-metrics", METRICS_INTERVAL, shutdown.clone(), move || {
             raft_metrics.observe_raft(&meta);
@@ -93,6 +111,27 @@ pub fn spawn_all(workers: Workers, shutdown: CancellationToken) -> Vec<JoinHandl
         }),
     ]);
     handles
+}
+
+/// Sums the replicated blob records (what the cluster stores once, whatever the replication).
+fn sum_records(meta: &MetaClient) -> Result<RecordSums, flotilla_raft::state_machine::StoreError> {
+    let mut sums = RecordSums::default();
+    let mut cursor = None;
+    loop {
+        let page = meta.local().blobs(cursor.as_ref(), RECORD_PAGE)?;
+        for (_, record) in &page {
+            sums.blobs += 1;
+            if record.refcount > 0 {
+                sums.referenced_bytes += record.size;
+            } else {
+                sums.unreferenced_bytes += record.size;
+            }
+        }
+        if page.len() < RECORD_PAGE {
+            return Ok(sums);
+        }
+        cursor = page.last().map(|(digest, _)| digest.clone());
+    }
 }
 
 /// Takes a Raft snapshot when entries were applied since the last one; openraft

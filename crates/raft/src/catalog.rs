@@ -10,7 +10,7 @@ use flotilla_storage::Digest;
 use crate::cluster::{Layout, NodeRecord};
 use crate::command::{ClusterSettings, UserRecord};
 use crate::state_machine::keys;
-use crate::state_machine::model::{decode, get_json};
+use crate::state_machine::model::{decode, get_json, RepoGraph};
 use crate::state_machine::records::{BlobRecord, GcState, ManifestContent, ManifestRecord, TagRecord, Tombstone};
 use crate::state_machine::{StateRead, StoreError};
 use crate::task::TaskRecord;
@@ -126,6 +126,13 @@ impl Catalog {
     pub fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
         let entries = self.reader.scan(&keys::node_prefix(), None, MAX_PAGE)?;
         entries.iter().map(|(_, value)| decode(value)).collect()
+    }
+
+    /// The manifests of `repo` that GC's untagged policy may delete: untagged,
+    /// listed by no manifest of the repository, no live subject, stored at
+    /// `created_before_ms` or earlier. A full scan of the repository.
+    pub fn prunable_manifests(&self, repo: &str, created_before_ms: u64) -> Result<Vec<Digest>, StoreError> {
+        Ok(RepoGraph::read(&*self.reader, repo)?.prunable(created_before_ms))
     }
 
     /// Blob records in digest order, strictly after `after`, at most `limit` (for garbage collection).

@@ -99,6 +99,12 @@ pub enum Command {
     /// collected blob gets a tombstone in a new epoch, from which every node
     /// deletes its copy. Counted into `task`; refused if that task is terminal.
     CollectBlobs { task: Option<String>, digests: Vec<Digest>, unreferenced_before_ms: u64 },
+    /// Garbage collection's opt-in untagged policy: deletes each listed manifest
+    /// of `repo` that is still prunable (re-checked here: no tag points at it, no
+    /// manifest of the repository lists it, its subject is gone or absent, and
+    /// it was stored at `created_before_ms` or earlier). Counted into `task`;
+    /// refused if that task is terminal.
+    PruneManifests { task: Option<String>, repo: String, digests: Vec<Digest>, created_before_ms: u64 },
 }
 
 impl Command {
@@ -122,6 +128,7 @@ impl Command {
             Command::UpdateTask(_) => "update_task",
             Command::CancelTask { .. } => "cancel_task",
             Command::CollectBlobs { .. } => "collect_blobs",
+            Command::PruneManifests { .. } => "prune_manifests",
         }
     }
 }

@@ -27,6 +27,13 @@ pub const TASKS_KEPT: usize = 100;
 pub enum TaskKind {
     /// Garbage collection: blobs no manifest references, after the grace period.
     Gc,
+    /// Every owner copies the recorded blobs of its partitions that it lacks.
+    Repair,
+    /// Every node re-hashes its copies; a corrupt one is quarantined and replaced.
+    Scrub,
+    /// Optimize storage: wait for the layout to be synced, then drop the
+    /// copies no owner list names any more (after checking the owners hold them).
+    Optimize,
 }
 
 impl TaskKind {
@@ -34,6 +41,9 @@ impl TaskKind {
     pub fn name(self) -> &'static str {
         match self {
             TaskKind::Gc => "gc",
+            TaskKind::Repair => "repair",
+            TaskKind::Scrub => "scrub",
+            TaskKind::Optimize => "optimize",
         }
     }
 
@@ -41,6 +51,9 @@ impl TaskKind {
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "gc" => Some(TaskKind::Gc),
+            "repair" => Some(TaskKind::Repair),
+            "scrub" => Some(TaskKind::Scrub),
+            "optimize" => Some(TaskKind::Optimize),
             _ => None,
         }
     }
@@ -91,15 +104,31 @@ pub struct TaskOptions {
     /// GC: how long a blob must have been unreferenced (ms); the node's `gc_grace` when absent.
     #[serde(default)]
     pub grace_ms: Option<u64>,
+    /// GC: first delete untagged manifests (none listed by another manifest, no
+    /// live subject) stored before the grace period, then collect blobs.
+    #[serde(default)]
+    pub untagged: bool,
 }
 
-/// What a task has done so far; for GC: blob records looked at, and blobs and
-/// bytes collected (or, in a dry run, that would be).
+/// What a task has done so far:
+///
+/// | kind | `scanned` | `blobs`, `bytes` | `failed` |
+/// |---|---|---|---|
+/// | gc | blob records looked at | collected (dry run: collectable) | — |
+///
+/// and `manifests`, for GC with the untagged policy: untagged manifests deleted.
+/// | repair | copies an owner should hold | copied to owners lacking them | copies no replica could supply |
+/// | scrub | copies re-hashed | corrupt copies replaced | corrupt copies left in quarantine |
+/// | optimize | copies looked at | copies dropped (no owner names the node) | copies kept: an owner lacked one |
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskCounters {
     pub scanned: u64,
     pub blobs: u64,
     pub bytes: u64,
+    #[serde(default)]
+    pub failed: u64,
+    #[serde(default)]
+    pub manifests: u64,
 }
 
 impl TaskCounters {
@@ -109,6 +138,8 @@ impl TaskCounters {
             scanned: self.scanned + other.scanned,
             blobs: self.blobs + other.blobs,
             bytes: self.bytes + other.bytes,
+            failed: self.failed + other.failed,
+            manifests: self.manifests + other.manifests,
         }
     }
 }

@@ -89,6 +89,13 @@ enum Op {
     MarkLayoutSynced {
         skew: u64,
     },
+    /// GC's untagged policy over these manifests (indexes into those pushed).
+    Prune {
+        repo: usize,
+        manifests: BTreeSet<u8>,
+        grace: u64,
+        task: Option<usize>,
+    },
     Replay {
         back: usize,
     },
@@ -146,6 +153,13 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         }),
         (0u64..2).prop_map(|skew| Op::MarkLayoutSynced { skew }),
         (0usize..8).prop_map(|back| Op::Replay { back }),
+        (
+            0..REPOS.len(),
+            proptest::collection::btree_set(0u8..16, 0..5),
+            0u64..60,
+            proptest::option::of(0..TASK_IDS.len())
+        )
+            .prop_map(|(repo, manifests, grace, task)| Op::Prune { repo, manifests, grace, task }),
     ]
 }
 
@@ -273,6 +287,12 @@ impl Harness {
             Op::MarkLayoutSynced { skew } => {
                 Command::MarkLayoutSynced { version: self.layout().map_or(0, |layout| layout.version) + skew }
             }
+            Op::Prune { repo, manifests, grace, task } => Command::PruneManifests {
+                task: task.map(|t| TASK_IDS[t].to_string()),
+                repo: REPOS[*repo].into(),
+                digests: manifests.iter().filter_map(|m| self.manifests.get(*m as usize).cloned()).collect(),
+                created_before_ms: self.clock.saturating_sub(*grace),
+            },
             Op::Replay { back } => {
                 let Some((request, response)) = self.history.iter().rev().nth(*back).cloned() else { return };
                 let before = self.state.clone();
@@ -289,8 +309,11 @@ impl Harness {
         let blobs_before: BTreeMap<Vec<u8>, BlobRecord> = self.table(table::BLOB).into_iter().collect();
         let tasks_before: Vec<(Vec<u8>, TaskRecord)> = self.table(table::TASK);
         let gc_before = self.gc();
+        let manifests_before: Vec<(Vec<u8>, ManifestRecord)> = self.table(table::REPO_MANIFEST);
+        let tags_before: Vec<(Vec<u8>, TagRecord)> = self.table(table::TAG);
         let response = apply(&mut self.state, &request).unwrap();
         self.check_collection(&request.command, &response, &blobs_before, gc_before);
+        self.check_prune(&request.command, &manifests_before, &tags_before);
         // An ended task never changes again (it may only be dropped to keep the list short).
         for (key, task) in tasks_before.iter().filter(|(_, task)| task.state.is_terminal()) {
             if let Some(bytes) = self.state.entries.get(key) {
@@ -367,6 +390,42 @@ impl Harness {
                 }
             }
             _ => assert!(before.keys().all(|key| after.contains_key(key)), "only a collection forgets blobs"),
+        }
+    }
+
+    /// What pruning untagged manifests may delete: only listed, old enough,
+    /// untagged manifests that no manifest of the repository lists and whose
+    /// subject is gone; and tags are never touched.
+    fn check_prune(
+        &self,
+        command: &Command,
+        before: &[(Vec<u8>, ManifestRecord)],
+        tags_before: &[(Vec<u8>, TagRecord)],
+    ) {
+        let Command::PruneManifests { repo, digests, created_before_ms, .. } = command else { return };
+        let tags_after: Vec<(Vec<u8>, TagRecord)> = self.table(table::TAG);
+        assert_eq!(&tags_after, tags_before, "pruning changed a tag");
+        for digest in digests {
+            let key = keys::repo_manifest(repo, digest);
+            let Some((_, record)) = before.iter().find(|(k, _)| *k == key) else { continue };
+            if self.state.entries.contains_key(&key) {
+                continue;
+            }
+            assert!(record.created_ms <= *created_before_ms, "a manifest inside its grace period was pruned");
+            let tagged =
+                tags_before.iter().any(|(k, tag)| k.starts_with(&keys::tag_prefix(repo)) && tag.digest == *digest);
+            assert!(!tagged, "a tagged manifest was pruned");
+            let same_repo = |k: &Vec<u8>| k.starts_with(&keys::repo_manifest_prefix(repo));
+            let listed = before.iter().any(|(k, other)| same_repo(k) && other.manifests.contains(digest));
+            assert!(!listed, "a manifest an index lists was pruned");
+            if let Some(subject) = &record.subject {
+                let subject_present = before.iter().any(|(k, _)| *k == keys::repo_manifest(repo, subject));
+                assert!(!subject_present, "a referrer of a present manifest was pruned");
+            }
+        }
+        let unlisted = |k: &Vec<u8>| !digests.iter().any(|d| keys::repo_manifest(repo, d) == *k);
+        for (key, _) in before.iter().filter(|(k, _)| unlisted(k)) {
+            assert!(self.state.entries.contains_key(key), "pruning deleted a manifest it was not given");
         }
     }
 

@@ -9,6 +9,8 @@
 //!   │   │   └── ff/…
 //!   │   └── sha512/
 //!   │       └── 3c/3c9f…(128 hex)
+//!   ├── quarantine/
+//!   │   └── <hex>.<unix ms>               a copy scrub found corrupt, kept for a look
 //!   └── tmp/
 //!       └── <uuid>                        a blob being written; emptied at open
 //! ```
@@ -44,6 +46,9 @@ pub(crate) const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 const FAN_OUT_HEX_CHARS: usize = 2;
 const BLOBS_DIR: &str = "blobs";
 const TEMP_DIR: &str = "tmp";
+const QUARANTINE_DIR: &str = "quarantine";
+/// Bytes read per call when a stored blob is re-hashed.
+const VERIFY_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// Stripes of the lock that orders installing a blob against deleting it.
 const INSTALL_LOCK_STRIPES: usize = 64;
@@ -55,6 +60,17 @@ pub enum Reclaimed {
     Deleted(u64),
     /// The file was (re)written at or after the cutoff and was kept.
     Recent,
+    /// There was no file.
+    Absent,
+}
+
+/// What [`FsBlobStore::verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// The file hashes to its name; it holds this many bytes.
+    Intact(u64),
+    /// The file's content hashes to something else.
+    Corrupt { actual: Digest, size: u64 },
     /// There was no file.
     Absent,
 }
@@ -142,6 +158,53 @@ impl FsBlobStore {
     pub async fn delete_if_older(&self, digest: &Digest, cutoff: SystemTime) -> Result<Reclaimed, BlobError> {
         let mut outcome = self.delete_all_if_older(&[(digest.clone(), cutoff)]).await?;
         Ok(outcome.pop().unwrap_or(Reclaimed::Absent))
+    }
+
+    /// Re-hashes the stored copy of `digest` (scrub). Runs in the blocking pool.
+    pub async fn verify(&self, digest: &Digest) -> Result<Verified, BlobError> {
+        let path = self.path_of(digest);
+        let algorithm = digest.algorithm();
+        let expected = digest.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let Some(mut file) = not_found_as_none(std::fs::File::open(&path))? else {
+                return Ok(Verified::Absent);
+            };
+            let mut hasher = Hasher::new(algorithm);
+            let mut buffer = vec![0u8; VERIFY_CHUNK_BYTES];
+            let mut size = 0u64;
+            loop {
+                let read = file.read(&mut buffer)?;
+                if read == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..read]);
+                size += read as u64;
+            }
+            let actual = hasher.finish();
+            Ok(if actual == expected { Verified::Intact(size) } else { Verified::Corrupt { actual, size } })
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    /// Moves the stored copy of `digest` out of the store into `quarantine/`
+    /// (scrub found it corrupt); the store then lacks the blob until a good copy
+    /// is put. Returns where the file went, `None` if there was none.
+    pub async fn quarantine(&self, digest: &Digest) -> Result<Option<PathBuf>, BlobError> {
+        let dir = self.root.join(QUARANTINE_DIR);
+        create_dir_durably(&dir, &self.root).await?;
+        let millis = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_millis());
+        let target = dir.join(format!("{}.{millis}", digest.hex()));
+        let _moving = self.install_lock(digest).lock().await;
+        match not_found_as_none(tokio::fs::rename(self.path_of(digest), &target).await)? {
+            Some(()) => {
+                sync_dir(&dir).await?;
+                sync_dir(&self.fan_out_dir(digest)).await?;
+                Ok(Some(target))
+            }
+            None => Ok(None),
+        }
     }
 
     /// [`FsBlobStore::delete_if_older`] for many blobs in one trip to the blocking
@@ -388,6 +451,33 @@ mod tests {
         let store = FsBlobStore::open(dir.path().to_owned()).await.unwrap();
         assert!(!stale.exists(), "open removes unfinished writes");
         assert!(store.list().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn verify_finds_a_flipped_byte_and_quarantine_moves_the_copy_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path().to_owned()).await.unwrap();
+        let data = b"scrub me".repeat(300_000);
+        let digest = Digest::sha256_of(&data);
+        store.put(&digest, body_of(data.clone())).await.unwrap();
+        assert_eq!(store.verify(&digest).await.unwrap(), Verified::Intact(data.len() as u64));
+
+        let mut flipped = data.clone();
+        flipped[1_234_567] ^= 0x01;
+        std::fs::write(store.path_of(&digest), &flipped).unwrap();
+        let Verified::Corrupt { actual, size } = store.verify(&digest).await.unwrap() else { panic!("not corrupt") };
+        assert_eq!((actual, size), (Digest::sha256_of(&flipped), data.len() as u64));
+
+        let moved = store.quarantine(&digest).await.unwrap().expect("moved");
+        assert!(moved.starts_with(dir.path().join("quarantine")));
+        assert_eq!(std::fs::read(&moved).unwrap(), flipped);
+        assert_eq!(store.stat(&digest).await.unwrap(), None);
+        assert_eq!(store.verify(&digest).await.unwrap(), Verified::Absent);
+        assert_eq!(store.quarantine(&digest).await.unwrap(), None);
+        assert!(store.list().await.unwrap().is_empty());
+
+        store.put(&digest, body_of(data.clone())).await.unwrap();
+        assert_eq!(store.verify(&digest).await.unwrap(), Verified::Intact(data.len() as u64));
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 //! | method and path | what |
 //! |---|---|
 //! | `POST /artifactory/api/system/storage/gc` | start garbage collection (200, `text/plain`) |
+//! | `POST /artifactory/api/system/storage/optimize` | start storage optimization (200, `text/plain`) |
 //! | `GET /artifactory/api/tasks` | scheduled and running background tasks |
 //!
 //! Errors are Artifactory's `{"errors":[{"status":404,"message":"…"}]}`.
@@ -26,6 +27,7 @@ use crate::tasks::TaskError;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/artifactory/api/system/storage/gc", post(system::run_gc))
+        .route("/artifactory/api/system/storage/optimize", post(system::optimize))
         .route("/artifactory/api/tasks", get(tasks::list))
 }
 

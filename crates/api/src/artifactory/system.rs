@@ -1,4 +1,4 @@
-//! `POST /artifactory/api/system/storage/gc`.
+//! `POST /artifactory/api/system/storage/gc` and `POST /artifactory/api/system/storage/optimize`.
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -14,12 +14,28 @@ use crate::tasks::{self, TaskError};
 /// answers 200 with a line of text, also when a collection is already under way
 /// (that one is reported instead of starting another).
 pub async fn run_gc(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ArtifactoryError> {
-    require_admin(&state, &headers).await?;
-    let message = match tasks::create(&state, TaskKind::Gc, TaskOptions::default()).await {
-        Ok(task) => format!("Garbage collection started (task {}).", task.id),
-        Err(TaskError::Conflict(_)) => match tasks::active(&state, TaskKind::Gc).await? {
-            Some(task) => format!("Garbage collection is already {} (task {}).", task.state.name(), task.id),
-            None => "Garbage collection just finished.".to_owned(),
+    start(&state, &headers, TaskKind::Gc, "Garbage collection").await
+}
+
+/// Starts storage optimization: once the layout is synced, the copies no owner
+/// list names any more are dropped (Artifactory's sharded-filestore rebalance).
+/// 200 with a line of text, as Artifactory answers.
+pub async fn optimize(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ArtifactoryError> {
+    start(&state, &headers, TaskKind::Optimize, "Storage optimization").await
+}
+
+async fn start(
+    state: &AppState,
+    headers: &HeaderMap,
+    kind: TaskKind,
+    what: &str,
+) -> Result<Response, ArtifactoryError> {
+    require_admin(state, headers).await?;
+    let message = match tasks::create(state, kind, TaskOptions::default()).await {
+        Ok(task) => format!("{what} started (task {}).", task.id),
+        Err(TaskError::Conflict(_)) => match tasks::active(state, kind).await? {
+            Some(task) => format!("{what} is already {} (task {}).", task.state.name(), task.id),
+            None => format!("{what} just finished."),
         },
         Err(error) => return Err(error.into()),
     };

@@ -36,6 +36,9 @@ fn job_of(kind: TaskKind) -> (&'static str, &'static str) {
         TaskKind::Gc => {
             ("org.artifactory.storage.binstore.service.BinaryStoreGarbageCollectorJob", "Binaries Garbage Collector")
         }
+        TaskKind::Optimize => ("org.artifactory.storage.binstore.service.OptimizeStorageJob", "Storage Optimization"),
+        TaskKind::Repair => ("org.flotilla.storage.RepairJob", "Replica Repair"),
+        TaskKind::Scrub => ("org.flotilla.storage.ScrubJob", "Storage Scrub"),
     }
 }
 

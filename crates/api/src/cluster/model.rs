@@ -77,7 +77,7 @@ pub struct LayoutView {
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskView {
     pub id: String,
-    /// `gc`.
+    /// `gc`, `repair`, `scrub` or `optimize`.
     pub kind: String,
     /// `scheduled`, `running`, `finished`, `failed` or `cancelled`.
     pub state: String,
@@ -86,10 +86,19 @@ pub struct TaskView {
     pub dry_run: bool,
     /// GC: the grace period asked for (seconds); absent = the node's `gc_grace`.
     pub grace_seconds: Option<u64>,
-    /// GC: blob records looked at, and blobs and bytes collected (or, in a dry run, collectable).
+    /// GC: untagged manifests are deleted first (the opt-in policy).
+    pub untagged: bool,
+    /// What the task looked at, what it did (blobs and bytes) and what it could
+    /// not do; per kind as `flotilla_raft::task::TaskCounters` explains (GC:
+    /// blob records looked at, blobs and bytes collected; repair: copies
+    /// checked, copied, unrecoverable; scrub: copies hashed, corrupt ones
+    /// replaced, left in quarantine; optimize: copies looked at, dropped, kept).
     pub scanned: u64,
     pub blobs: u64,
     pub bytes: u64,
+    pub failed: u64,
+    /// GC with `untagged`: untagged manifests deleted (in a dry run: that would be).
+    pub manifests: u64,
     /// The node doing the work.
     pub node: Option<u64>,
     pub created: String,

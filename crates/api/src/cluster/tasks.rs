@@ -3,7 +3,7 @@
 //! | method and path | what |
 //! |---|---|
 //! | `GET /_cluster/tasks` | every task kept, newest first |
-//! | `POST /_cluster/tasks` | `{"kind": "gc", "dry_run": false, "grace_seconds": 3600}` → 202 and the task; 409 while one of the kind is active |
+//! | `POST /_cluster/tasks` | `{"kind": "gc", "dry_run": false, "grace_seconds": 3600, "untagged": false}` (kinds `gc`, `repair`, `scrub`, `optimize`) → 202 and the task; 409 while one of the kind is active |
 //! | `GET /_cluster/tasks/{id}` | one task |
 //! | `POST /_cluster/tasks/{id}/cancel` | cancel it; 409 once it ended |
 
@@ -33,6 +33,8 @@ struct CreateTask {
     #[serde(default)]
     dry_run: bool,
     grace_seconds: Option<u64>,
+    #[serde(default)]
+    untagged: bool,
 }
 
 impl From<TaskError> for ApiError {
@@ -64,9 +66,12 @@ pub fn view(task: &TaskRecord) -> TaskView {
         },
         dry_run: task.options.dry_run,
         grace_seconds: task.options.grace_ms.map(|ms| ms / 1000),
+        untagged: task.options.untagged,
         scanned: task.counters.scanned,
         blobs: task.counters.blobs,
         bytes: task.counters.bytes,
+        failed: task.counters.failed,
+        manifests: task.counters.manifests,
         node: task.node,
         created: time(task.created_ms),
         started: task.started_ms.map(time),
@@ -88,10 +93,17 @@ pub(super) async fn create(State(state): State<AppState>, headers: HeaderMap, bo
         serde_json::from_slice(&body).map_err(|error| invalid(format!("malformed task request: {error}")))?;
     let kind =
         TaskKind::parse(&request.kind).ok_or_else(|| invalid(format!("unknown task kind {:?}", request.kind)))?;
+    if (request.grace_seconds.is_some() || request.untagged) && kind != TaskKind::Gc {
+        return Err(invalid(format!("grace_seconds and untagged apply to gc only, not to {}", kind.name())));
+    }
     if request.grace_seconds.is_some_and(|grace| grace > MAX_GRACE_SECONDS) {
         return Err(invalid(format!("grace_seconds must be at most {MAX_GRACE_SECONDS}")));
     }
-    let options = TaskOptions { dry_run: request.dry_run, grace_ms: request.grace_seconds.map(|s| s * 1000) };
+    let options = TaskOptions {
+        dry_run: request.dry_run,
+        grace_ms: request.grace_seconds.map(|s| s * 1000),
+        untagged: request.untagged,
+    };
     let task = tasks::create(&state, kind, options).await?;
     Ok((StatusCode::ACCEPTED, Json(view(&task))).into_response())
 }

@@ -16,7 +16,7 @@ use anyhow::{ensure, Context};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
-use flotilla_cluster_tests::content::{random_bytes, sha256_digest, Blob, ImageManifest};
+use flotilla_cluster_tests::content::{random_bytes, sha256_digest, Blob, ImageManifest, IndexManifest, Manifest};
 use flotilla_cluster_tests::oci_layout::{tagged_digest, OciLayout};
 use flotilla_cluster_tests::sandbox::{locate_binary, ADMIN_USER};
 use flotilla_cluster_tests::{tools, wait, Sandbox};
@@ -375,6 +375,72 @@ fn task_apis_answer_in_their_own_formats() {
         ensure!(body["errors"][0]["status"] == 401, "{body}");
         let anonymous = http.get(format!("{base}/_cluster/tasks")).send()?;
         ensure!(anonymous.status() == 401, "{}", anonymous.status());
+        Ok(())
+    });
+}
+
+#[test]
+fn gc_with_the_untagged_policy_deletes_only_what_no_tag_index_or_subject_keeps() {
+    let sandbox = cluster(1);
+    run_printing_logs(&sandbox, |sandbox| {
+        let client = sandbox.node(0).client(sandbox.admin_credentials());
+        let name = repo("t44", "untagged");
+        // An image under `tag`, or by digest only.
+        let push_image = |tag: Option<&str>| -> anyhow::Result<(Blob, Manifest)> {
+            let (config, layer) = (Blob::random_config(), Blob::random_layer(5_000));
+            client.push_blob_monolithic(&name, &config.bytes)?;
+            client.push_blob_monolithic(&name, &layer.bytes)?;
+            let manifest = ImageManifest::new(&config, &[&layer]).build();
+            client.push_manifest(&name, tag.unwrap_or(&manifest.digest), &manifest)?.expect_status(201)?;
+            Ok((layer, manifest))
+        };
+        let (_, kept) = push_image(Some("keep"))?;
+        // `moved` first names `old`, then a newer image: `old` is untagged.
+        let (old_layer, old) = push_image(Some("moved"))?;
+        let (_, newer) = push_image(Some("moved"))?;
+        // An index keeps its untagged child; a signature keeps itself while its subject lives.
+        let (_, child) = push_image(None)?;
+        let index = IndexManifest::oci().platform_manifest(&child, "linux", "amd64").build();
+        client.push_manifest(&name, "multi", &index)?.expect_status(201)?;
+        let empty = Blob::empty_json();
+        client.push_blob_monolithic(&name, &empty.bytes)?;
+        let signature =
+            ImageManifest::new(&empty, &[&empty]).artifact_type("application/vnd.example.sig").subject(&kept).build();
+        client.push_manifest(&name, &signature.digest, &signature)?.expect_status(201)?;
+        // A signature of the untagged image goes with it (one pass later).
+        let orphan_sig =
+            ImageManifest::new(&empty, &[&empty]).artifact_type("application/vnd.example.sig").subject(&old).build();
+        client.push_manifest(&name, &orphan_sig.digest, &orphan_sig)?.expect_status(201)?;
+        std::thread::sleep(PAST_CLOCK_MARGIN);
+
+        let url = format!("{}/_cluster/tasks", sandbox.node(0).base_url());
+        let run = |dry_run: bool| -> anyhow::Result<Value> {
+            let body = json!({"kind": "gc", "grace_seconds": 0, "dry_run": dry_run, "untagged": true});
+            let response =
+                http()?.post(&url).basic_auth(ADMIN_USER, Some(sandbox.admin_password())).json(&body).send()?;
+            ensure!(response.status().as_u16() == 202, "{}", response.status());
+            let task: Value = response.json()?;
+            ensure!(task["untagged"] == true, "{task}");
+            wait_for_end(sandbox, task["id"].as_str().context("id")?, Duration::from_secs(30))
+        };
+        let dry = run(true)?;
+        ensure!(dry["state"] == "finished" && dry["manifests"] == 1, "the first pass finds the untagged image: {dry}");
+        client.get_manifest(&name, &old.digest)?.expect_status(200)?;
+
+        let done = run(false)?;
+        ensure!(done["state"] == "finished" && done["manifests"] == 2, "the image and then its signature: {done}");
+        ensure!(done["blobs"].as_u64() >= Some(1), "the untagged image's own layer was collected: {done}");
+        for gone in [&old.digest, &orphan_sig.digest] {
+            client.get_manifest(&name, gone)?.expect_status(404)?;
+        }
+        client.head_blob(&name, &old_layer.digest)?.expect_status(404)?;
+        for kept in [&kept.digest, &newer.digest, &child.digest, &index.digest, &signature.digest] {
+            client.get_manifest(&name, kept)?.expect_status(200)?;
+        }
+        // Without the policy nothing untagged goes.
+        let body = json!({"kind": "repair", "untagged": true});
+        let refused = http()?.post(&url).basic_auth(ADMIN_USER, Some(sandbox.admin_password())).json(&body).send()?;
+        ensure!(refused.status().as_u16() == 400, "untagged is for gc only: {}", refused.status());
         Ok(())
     });
 }

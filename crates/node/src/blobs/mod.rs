@@ -6,7 +6,9 @@
 //! - [`service`]: the gRPC `BlobService` other nodes call.
 //! - [`peer`]: the client of other nodes' blob services.
 //! - [`sync`]: pushing copies to the owners a new layout added.
+//! - [`maintain`]: repair, scrub and dropping orphan copies on one node.
 
+pub mod maintain;
 pub mod peer;
 pub mod replicated;
 pub mod service;

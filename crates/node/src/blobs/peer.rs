@@ -17,7 +17,9 @@ use flotilla_storage::blob_store::{BlobError, ByteStream};
 use flotilla_storage::{ByteRange, Digest};
 
 use crate::proto::blobs::blob_service_client::BlobServiceClient;
-use crate::proto::blobs::{GetRequest, PutChunk, StatRequest, SyncReply, SyncRequest};
+use crate::proto::blobs::{
+    GetRequest, MaintainReply, MaintainRequest, Maintenance, PutChunk, StatRequest, SyncReply, SyncRequest,
+};
 
 /// Deadline of a stat.
 const STAT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -97,6 +99,15 @@ impl BlobPeers {
         let mut request = tonic::Request::new(SyncRequest { version });
         request.set_timeout(SYNC_TIMEOUT);
         Ok(client.sync(request).await.map_err(status_error)?.into_inner())
+    }
+}
+
+impl BlobPeers {
+    /// Runs maintenance on the peer and waits for it however long it takes
+    /// (HTTP/2 keepalive notices a peer that died; dropping the future cancels it).
+    pub async fn maintain(&self, addr: &str, kind: Maintenance, dry_run: bool) -> Result<MaintainReply, tonic::Status> {
+        let mut client = self.client(addr).map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+        Ok(client.maintain(MaintainRequest { kind: kind as i32, dry_run }).await?.into_inner())
     }
 }
 

@@ -1,5 +1,6 @@
-//! The gRPC `BlobService`: other nodes store blobs here, read them and ask
-//! this node to push its share of a new layout. Every write goes through the
+//! The gRPC `BlobService`: other nodes store blobs here, read them, ask this
+//! node to push its share of a new layout, and (the leader's task runner) ask
+//! it to repair, scrub or drop orphan copies. Every write goes through the
 //! local store, which verifies the digest while streaming and fsyncs before
 //! the rename, so a blob acknowledged here is durable and correct.
 
@@ -12,22 +13,24 @@ use flotilla_storage::blob_store::{BlobError, BlobStore, ByteStream};
 use flotilla_storage::fs::FsBlobStore;
 use flotilla_storage::{ByteRange, Digest};
 
-use super::peer::{rechunk, BlobPeers, STREAM_IDLE_TIMEOUT};
+use super::maintain::{MaintainError, Maintainer};
+use super::peer::{rechunk, STREAM_IDLE_TIMEOUT};
 use super::sync::push_moved_blobs;
-use crate::cluster::ClusterView;
 use crate::proto::blobs::blob_service_server::{BlobService, BlobServiceServer};
-use crate::proto::blobs::{Chunk, GetRequest, PutChunk, PutReply, StatReply, StatRequest, SyncReply, SyncRequest};
+use crate::proto::blobs::{
+    Chunk, GetRequest, MaintainReply, MaintainRequest, Maintenance, PutChunk, PutReply, StatReply, StatRequest,
+    SyncReply, SyncRequest,
+};
 
 /// The blob service of this node over its local store.
-pub fn blob_service(local: Arc<FsBlobStore>, view: Arc<ClusterView>, peers: BlobPeers) -> BlobServiceServer<BlobRpc> {
-    BlobServiceServer::new(BlobRpc { local, view, peers })
+pub fn blob_service(node: Maintainer) -> BlobServiceServer<BlobRpc> {
+    BlobServiceServer::new(BlobRpc { local: node.local.clone(), node })
 }
 
 /// Serves `BlobService` from the local store.
 pub struct BlobRpc {
     local: Arc<FsBlobStore>,
-    view: Arc<ClusterView>,
-    peers: BlobPeers,
+    node: Maintainer,
 }
 
 type ChunkStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<Chunk, Status>> + Send>>;
@@ -75,11 +78,36 @@ impl BlobService for BlobRpc {
 
     async fn sync(&self, request: Request<SyncRequest>) -> Result<Response<SyncReply>, Status> {
         let version = request.into_inner().version;
-        let layout = self.view.layout().filter(|layout| layout.version == version).ok_or_else(|| {
-            Status::failed_precondition(format!("layout {version} is not applied on node {}", self.view.node_id()))
+        let view = &self.node.view;
+        let layout = view.layout().filter(|layout| layout.version == version).ok_or_else(|| {
+            Status::failed_precondition(format!("layout {version} is not applied on node {}", view.node_id()))
         })?;
-        let pushed = push_moved_blobs(&self.view, &self.peers, &*self.local, &layout).await.map_err(blob_status)?;
+        let pushed = push_moved_blobs(&self.node, &layout).await.map_err(blob_status)?;
         Ok(Response::new(SyncReply { blobs_copied: pushed.blobs, bytes_copied: pushed.bytes }))
+    }
+
+    async fn maintain(&self, request: Request<MaintainRequest>) -> Result<Response<MaintainReply>, Status> {
+        let request = request.into_inner();
+        let dry_run = request.dry_run;
+        let counters = match Maintenance::try_from(request.kind) {
+            Ok(Maintenance::Repair) => self.node.repair(dry_run).await,
+            Ok(Maintenance::Scrub) => self.node.scrub(dry_run).await,
+            Ok(Maintenance::DropOrphans) => self.node.drop_orphans(dry_run).await,
+            Ok(Maintenance::Unspecified) | Err(_) => {
+                return Err(Status::invalid_argument(format!("unknown maintenance kind {}", request.kind)))
+            }
+        }
+        .map_err(|error| match error {
+            MaintainError::NotReady(message) => Status::failed_precondition(message),
+            MaintainError::Blob(error) => blob_status(error),
+            MaintainError::Meta(message) => Status::unavailable(message),
+        })?;
+        Ok(Response::new(MaintainReply {
+            scanned: counters.scanned,
+            blobs: counters.blobs,
+            bytes: counters.bytes,
+            failed: counters.failed,
+        }))
     }
 }
 

@@ -2,14 +2,15 @@
 //!
 //! Only partitions whose owner list gained nodes are looked at, and only the
 //! gained owners are asked (one stat per blob and owner); a copy they already
-//! hold is not sent again, so a repeated sync after a failure is cheap.
+//! hold is not sent again, so a repeated sync after a failure is cheap. The
+//! copying is paced by the node's `copy_rate`.
 
 use flotilla_raft::Layout;
 use flotilla_storage::blob_store::{BlobError, BlobStore};
 
+use super::maintain::Maintainer;
 use super::partition_of;
-use super::peer::BlobPeers;
-use crate::cluster::ClusterView;
+use crate::pacer::Pacer;
 
 /// What a sync moved.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -19,14 +20,11 @@ pub struct Pushed {
 }
 
 /// Copies local blobs of partitions that gained owners in `layout` to those owners.
-pub async fn push_moved_blobs(
-    view: &ClusterView,
-    peers: &BlobPeers,
-    local: &dyn BlobStore,
-    layout: &Layout,
-) -> Result<Pushed, BlobError> {
+pub async fn push_moved_blobs(node: &Maintainer, layout: &Layout) -> Result<Pushed, BlobError> {
     let Some(previous) = layout.previous.as_ref() else { return Ok(Pushed::default()) };
+    let (view, peers, local) = (&node.view, &node.peers, &node.local);
     let mut pushed = Pushed::default();
+    let mut pacer = Pacer::new(node.copy_rate);
     for (digest, size) in local.list().await? {
         let partition = partition_of(&digest, layout.partitions);
         let old = previous.get(partition as usize).map(Vec::as_slice).unwrap_or(&[]);
@@ -49,6 +47,9 @@ pub async fn push_moved_blobs(
             peers.put(&addr.rpc_addr, &digest, body).await?;
             pushed.blobs += 1;
             pushed.bytes += size;
+            node.metrics.rebalance_copied_blobs.inc();
+            node.metrics.rebalance_copied_bytes.inc_by(size);
+            pacer.spend(size).await;
         }
     }
     Ok(pushed)

@@ -10,7 +10,9 @@
 //! 4. compute the next layout when the data-holding nodes changed (never while
 //!    the current one is still syncing);
 //! 5. sync a syncing layout: every member pushes the blobs of the partitions
-//!    that gained owners, then the layout is marked synced;
+//!    that gained owners (paced by its `copy_rate`), then the layout is marked
+//!    synced and an optimize task is created to drop the copies no owner list
+//!    names any more;
 //! 6. finish drains: a draining node that owns nothing in a synced layout is
 //!    marked `Removed` (and dropped from membership by step 2 next round).
 
@@ -23,6 +25,7 @@ use openraft::ChangeMembers;
 use tokio_util::sync::CancellationToken;
 
 use flotilla_raft::client::now_ms;
+use flotilla_raft::task::{TaskKind, TaskOptions, TaskRecord, Trigger};
 use flotilla_raft::{Command, Layout, MetaClient, NodeId, NodeRecord, NodeState, Response};
 
 use super::ClusterView;
@@ -236,13 +239,27 @@ async fn sync_layout(
         bytes += reply.bytes_copied;
     }
     expect_ok(meta.write(Command::MarkLayoutSynced { version: layout.version }).await?)?;
+    let replicas_moved =
+        layout.previous.as_ref().map_or(0, |previous| placement::moved_replicas(previous, &layout.owners));
     tracing::info!(
         version = layout.version,
         copied,
         bytes,
+        replicas_moved,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "layout synced"
     );
+    let optimize = TaskRecord::new(
+        uuid::Uuid::new_v4().to_string(),
+        TaskKind::Optimize,
+        Trigger::Schedule,
+        TaskOptions::default(),
+        now_ms(),
+    );
+    match meta.write(Command::CreateTask(Box::new(optimize))).await? {
+        Response::Ok => tracing::info!(version = layout.version, "optimize task created to drop moved copies"),
+        Response::Rejected(rejection) => tracing::debug!(reason = %rejection.message, "no optimize task created"),
+    }
     Ok(())
 }
 

@@ -9,23 +9,24 @@
 //! new leader resumes where the old one stopped, and a cancellation is seen
 //! before the next page.
 //!
+//! With the opt-in untagged policy (`TaskOptions::untagged`), manifests that
+//! no tag, no index and no live subject keeps, and that are older than the
+//! grace period, are deleted first, so that the blobs only they referenced are
+//! collected by the same run (with a grace period of zero) or the next one.
+//!
 //! Pushes and pulls never wait for any of this: a page costs one read of the
 //! local replica and one Raft entry of at most `MAX_COLLECT_BATCH` digests.
-
-use std::time::Duration;
 
 use flotilla_raft::client::now_ms;
 use flotilla_raft::state_machine::model::MAX_COLLECT_BATCH;
 use flotilla_raft::task::{TaskCounters, TaskRecord, TaskState, TaskUpdate};
-use flotilla_raft::{Command, MetaClient, MetaError, Response};
+use flotilla_raft::{Command, MetaClient};
 use flotilla_storage::Digest;
 
-use super::TaskSettings;
+use super::{commit, current_state, TaskSettings};
 
 /// Blob records read per page (and at most collected per command).
 const PAGE: usize = MAX_COLLECT_BATCH;
-/// Pause before retrying a write while no leader answers.
-const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// Runs (or resumes) a GC task to its end; returns the state it ended in.
 pub async fn run(meta: &MetaClient, task: TaskRecord, settings: &TaskSettings) -> Result<TaskState, String> {
@@ -34,6 +35,12 @@ pub async fn run(meta: &MetaClient, task: TaskRecord, settings: &TaskSettings) -
     let started = TaskUpdate { node: Some(meta.node_id()), ..TaskUpdate::state(&id, TaskState::Running) };
     if !update(meta, started).await? {
         return Ok(current_state(meta, &id));
+    }
+    if task.options.untagged && task.cursor.is_none() {
+        let created_before_ms = now_ms().saturating_sub(grace_ms);
+        if !prune_untagged(meta, &task, created_before_ms).await? {
+            return Ok(current_state(meta, &id));
+        }
     }
     let mut cursor = match task.cursor.as_deref().map(Digest::parse) {
         Some(Ok(digest)) => Some(digest),
@@ -57,7 +64,7 @@ pub async fn run(meta: &MetaClient, task: TaskRecord, settings: &TaskSettings) -
         } else if !collectable.is_empty() {
             let digests = collectable.into_iter().map(|(digest, _)| digest).collect();
             let collect = Command::CollectBlobs { task: Some(id.clone()), digests, unreferenced_before_ms: cutoff };
-            if !write(meta, collect).await? {
+            if !commit(meta, collect).await? {
                 return Ok(current_state(meta, &id));
             }
         }
@@ -83,30 +90,60 @@ pub async fn run(meta: &MetaClient, task: TaskRecord, settings: &TaskSettings) -
     Ok(TaskState::Finished)
 }
 
-/// Commits a task update; `false` if the task ended meanwhile (cancelled).
-async fn update(meta: &MetaClient, update: TaskUpdate) -> Result<bool, String> {
-    write(meta, Command::UpdateTask(update)).await
-}
-
-/// Commits `command`, retrying while no leader answers; `false` if it was
-/// refused because the task ended (the only refusal a GC step can meet).
-async fn write(meta: &MetaClient, command: Command) -> Result<bool, String> {
+/// The untagged policy: deletes, repository by repository, the manifests
+/// nothing keeps (see `Catalog::prunable_manifests`), again until a pass
+/// finds none, since deleting an index frees its children. A dry run counts
+/// the first pass. Runs before any blob is collected (no cursor yet), so the
+/// blobs it unreferences are judged by the same run; after a failover it
+/// simply runs again. `false` if the task ended meanwhile.
+async fn prune_untagged(meta: &MetaClient, task: &TaskRecord, created_before_ms: u64) -> Result<bool, String> {
+    let local = |error: flotilla_raft::state_machine::StoreError| error.to_string();
+    let mut last_repo: Option<String> = None;
     loop {
-        match meta.write(command.clone()).await {
-            Ok(Response::Ok) => return Ok(true),
-            Ok(Response::Rejected(rejection)) => {
-                tracing::info!(reason = %rejection.message, "gc step refused; stopping");
-                return Ok(false);
+        let repos = meta.local().repositories(last_repo.as_deref(), PAGE).map_err(local)?;
+        for repo in &repos {
+            let mut previous = Vec::new();
+            loop {
+                let prunable = meta.local().prunable_manifests(repo, created_before_ms).map_err(local)?;
+                if prunable.is_empty() || prunable == previous {
+                    break;
+                }
+                if task.options.dry_run {
+                    let step = TaskUpdate {
+                        id: task.id.clone(),
+                        state: None,
+                        node: None,
+                        counters: TaskCounters { manifests: prunable.len() as u64, ..TaskCounters::default() },
+                        error: None,
+                        cursor: None,
+                    };
+                    if !update(meta, step).await? {
+                        return Ok(false);
+                    }
+                    break;
+                }
+                for chunk in prunable.chunks(MAX_COLLECT_BATCH) {
+                    let prune = Command::PruneManifests {
+                        task: Some(task.id.clone()),
+                        repo: repo.clone(),
+                        digests: chunk.to_vec(),
+                        created_before_ms,
+                    };
+                    if !commit(meta, prune).await? {
+                        return Ok(false);
+                    }
+                }
+                previous = prunable;
             }
-            Err(MetaError::Unavailable(message)) => {
-                tracing::debug!(%message, "gc step waits for a leader");
-                tokio::time::sleep(RETRY_PAUSE).await;
-            }
-            Err(MetaError::Fatal(message)) => return Err(message),
         }
+        if repos.len() < PAGE {
+            return Ok(true);
+        }
+        last_repo = repos.last().cloned();
     }
 }
 
-fn current_state(meta: &MetaClient, id: &str) -> TaskState {
-    meta.local().task(id).ok().flatten().map_or(TaskState::Cancelled, |task| task.state)
+/// Commits a task update; `false` if the task ended meanwhile (cancelled).
+async fn update(meta: &MetaClient, update: TaskUpdate) -> Result<bool, String> {
+    commit(meta, Command::UpdateTask(update)).await
 }

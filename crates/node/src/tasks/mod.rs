@@ -10,10 +10,13 @@
 //!   starts each scheduled task, resumes a running one a previous leader left
 //!   (from the task's cursor), and creates scheduled garbage collections.
 //! - [`gc`] is the garbage-collection task.
+//! - [`per_node`] runs repair, scrub and optimize: every data node does its
+//!   share on its own copies (`blobs::maintain`).
 //! - [`reclaim`] is the per-node worker that deletes the copies of collected
 //!   blobs and, rarely, stray copies nothing refers to.
 
 pub mod gc;
+pub mod per_node;
 pub mod reclaim;
 
 use std::collections::HashMap;
@@ -25,13 +28,16 @@ use tokio_util::sync::CancellationToken;
 
 use flotilla_raft::client::now_ms;
 use flotilla_raft::task::{TaskKind, TaskOptions, TaskRecord, TaskState, TaskUpdate, Trigger};
-use flotilla_raft::{Command, MetaClient, Response};
+use flotilla_raft::{Command, MetaClient, MetaError, Response};
 
+use crate::blobs::peer::BlobPeers;
 use crate::cluster::ClusterView;
 use crate::telemetry::Metrics;
 
 /// How often the runner looks for work.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Pause before retrying a task write while no leader answers.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// What the tasks need to know about the node's configuration.
 #[derive(Debug, Clone)]
@@ -40,6 +46,8 @@ pub struct TaskSettings {
     pub gc_grace: Duration,
     /// Start a GC this long after the last one (`gc_interval`); `None` = only on demand.
     pub gc_interval: Option<Duration>,
+    /// Start a scrub this long after the last one (`scrub_interval`); `None` = only on demand.
+    pub scrub_interval: Option<Duration>,
 }
 
 /// Starts and resumes tasks while this node leads.
@@ -48,6 +56,7 @@ pub struct TaskRunner {
     pub view: Arc<ClusterView>,
     pub settings: TaskSettings,
     pub metrics: Arc<Metrics>,
+    pub peers: BlobPeers,
 }
 
 impl TaskRunner {
@@ -81,7 +90,8 @@ impl TaskRunner {
                     running.insert(task.id.clone(), self.spawn(task.clone()));
                 }
             }
-            self.schedule_gc(&tasks, started).await;
+            self.schedule(&tasks, TaskKind::Gc, self.settings.gc_interval, started).await;
+            self.schedule(&tasks, TaskKind::Scrub, self.settings.scrub_interval, started).await;
         }
         for (_, handle) in running {
             handle.abort();
@@ -90,12 +100,16 @@ impl TaskRunner {
 
     fn spawn(&self, task: TaskRecord) -> JoinHandle<()> {
         let (meta, settings, metrics) = (self.meta.clone(), self.settings.clone(), self.metrics.clone());
+        let (view, peers) = (self.view.clone(), self.peers.clone());
         tokio::spawn(async move {
             let (id, kind) = (task.id.clone(), task.kind);
             tracing::info!(task = %id, kind = kind.name(), state = task.state.name(), "running task");
             let started = Instant::now();
             let outcome = match kind {
                 TaskKind::Gc => gc::run(&meta, task, &settings).await,
+                TaskKind::Repair | TaskKind::Scrub | TaskKind::Optimize => {
+                    per_node::run(&meta, &view, &peers, task).await
+                }
             };
             let state = match outcome {
                 Ok(state) => state,
@@ -111,15 +125,15 @@ impl TaskRunner {
         })
     }
 
-    /// Creates a scheduled GC once `gc_interval` has passed since the last GC
-    /// (or since this runner started, when there was none).
-    async fn schedule_gc(&self, tasks: &[TaskRecord], started: Instant) {
-        let Some(every) = self.settings.gc_interval else { return };
-        let gcs = tasks.iter().filter(|task| task.kind == TaskKind::Gc);
-        if gcs.clone().any(|task| !task.state.is_terminal()) {
+    /// Creates a scheduled task of `kind` once `every` has passed since the
+    /// last one of the kind (or since this runner started, when there was none).
+    async fn schedule(&self, tasks: &[TaskRecord], kind: TaskKind, every: Option<Duration>, started: Instant) {
+        let Some(every) = every else { return };
+        let of_kind = tasks.iter().filter(|task| task.kind == kind);
+        if of_kind.clone().any(|task| !task.state.is_terminal()) {
             return;
         }
-        let last = gcs.map(|task| task.created_ms).max();
+        let last = of_kind.map(|task| task.created_ms).max();
         let due = match last {
             Some(created_ms) => now_ms().saturating_sub(created_ms) >= every.as_millis() as u64,
             None => started.elapsed() >= every,
@@ -128,11 +142,35 @@ impl TaskRunner {
             return;
         }
         let id = uuid::Uuid::new_v4().to_string();
-        let task = TaskRecord::new(id.clone(), TaskKind::Gc, Trigger::Schedule, TaskOptions::default(), now_ms());
+        let task = TaskRecord::new(id.clone(), kind, Trigger::Schedule, TaskOptions::default(), now_ms());
         match self.meta.write(Command::CreateTask(Box::new(task))).await {
-            Ok(Response::Ok) => tracing::info!(task = %id, "scheduled garbage collection created"),
-            Ok(Response::Rejected(rejection)) => tracing::debug!(reason = %rejection.message, "no scheduled gc"),
-            Err(error) => tracing::warn!(%error, "creating the scheduled gc failed"),
+            Ok(Response::Ok) => tracing::info!(task = %id, kind = kind.name(), "scheduled task created"),
+            Ok(Response::Rejected(rejection)) => tracing::debug!(reason = %rejection.message, "no scheduled task"),
+            Err(error) => tracing::warn!(%error, kind = kind.name(), "creating a scheduled task failed"),
         }
     }
+}
+
+/// Commits a task step, retrying while no leader answers; `false` if it was
+/// refused because the task ended (the only refusal a task step can meet).
+pub(crate) async fn commit(meta: &MetaClient, command: Command) -> Result<bool, String> {
+    loop {
+        match meta.write(command.clone()).await {
+            Ok(Response::Ok) => return Ok(true),
+            Ok(Response::Rejected(rejection)) => {
+                tracing::info!(reason = %rejection.message, "task step refused; stopping");
+                return Ok(false);
+            }
+            Err(MetaError::Unavailable(message)) => {
+                tracing::debug!(%message, "task step waits for a leader");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(MetaError::Fatal(message)) => return Err(message),
+        }
+    }
+}
+
+/// A task's state as this node's replica has it (gone = cancelled and dropped).
+pub(crate) fn current_state(meta: &MetaClient, id: &str) -> TaskState {
+    meta.local().task(id).ok().flatten().map_or(TaskState::Cancelled, |task| task.state)
 }

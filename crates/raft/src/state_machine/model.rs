@@ -13,6 +13,8 @@
 //!   upload that began before a blob was collected cannot record it again;
 //! - one task of a kind is active at a time, and ended tasks never change.
 
+use std::collections::HashSet;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -99,6 +101,9 @@ fn execute(store: &mut impl StateWrite, request: &Request) -> Result<(), Refusal
         Command::CancelTask { id } => cancel_task(store, id, now),
         Command::CollectBlobs { task, digests, unreferenced_before_ms } => {
             collect_blobs(store, task.as_deref(), digests, *unreferenced_before_ms, now)
+        }
+        Command::PruneManifests { task, repo, digests, created_before_ms } => {
+            prune_manifests(store, task.as_deref(), repo, digests, *created_before_ms, now)
         }
     }
 }
@@ -519,6 +524,103 @@ fn collect_blobs(
         put_json(store, keys::task(&task.id), task);
     }
     Ok(())
+}
+
+fn prune_manifests(
+    store: &mut impl StateWrite,
+    task_id: Option<&str>,
+    repo: &str,
+    digests: &[Digest],
+    created_before_ms: u64,
+    now: u64,
+) -> Result<(), Refusal> {
+    if digests.len() > MAX_COLLECT_BATCH {
+        let message = format!("at most {MAX_COLLECT_BATCH} manifests per prune, not {}", digests.len());
+        return Err(reject(RejectionKind::Invalid, message, None));
+    }
+    let mut task = task_id.map(|id| active_task(store, id)).transpose()?;
+    // Judged on the repository as it was before this command: deleting an index
+    // does not free its children until the next command, which is conservative.
+    let graph = RepoGraph::read(store, repo)?;
+    let mut pruned = 0;
+    for digest in digests {
+        let Some(record) = get_json::<ManifestRecord>(store, &keys::repo_manifest(repo, digest))? else { continue };
+        if graph.is_prunable(digest, &record, created_before_ms) {
+            delete_manifest(store, repo, digest, now)?;
+            pruned += 1;
+        }
+    }
+    if let Some(task) = task.as_mut() {
+        task.counters.manifests += pruned;
+        put_json(store, keys::task(&task.id), task);
+    }
+    Ok(())
+}
+
+/// What keeps a manifest of one repository from being pruned as untagged.
+#[derive(Debug, Default)]
+pub struct RepoGraph {
+    manifests: Vec<(Digest, ManifestRecord)>,
+    present: HashSet<Digest>,
+    tagged: HashSet<Digest>,
+    children: HashSet<Digest>,
+}
+
+impl RepoGraph {
+    /// Reads every manifest and tag of `repo` (a full scan of the repository).
+    pub fn read<S: StateRead + ?Sized>(store: &S, repo: &str) -> Result<Self, StoreError> {
+        let mut graph = RepoGraph::default();
+        let prefix = keys::repo_manifest_prefix(repo);
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = store.scan(&prefix, after.as_deref(), SCAN_PAGE)?;
+            let done = page.len() < SCAN_PAGE;
+            for (key, value) in page {
+                let (digest, _) = Digest::from_key_bytes(&key[prefix.len()..])
+                    .ok_or_else(|| StoreError("malformed manifest key".into()))?;
+                let record: ManifestRecord = decode(&value)?;
+                graph.children.extend(record.manifests.iter().cloned());
+                graph.present.insert(digest.clone());
+                graph.manifests.push((digest, record));
+                after = Some(key);
+            }
+            if done {
+                break;
+            }
+        }
+        let prefix = keys::tag_prefix(repo);
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = store.scan(&prefix, after.as_deref(), SCAN_PAGE)?;
+            let done = page.len() < SCAN_PAGE;
+            for (key, value) in page {
+                graph.tagged.insert(decode::<TagRecord>(&value)?.digest);
+                after = Some(key);
+            }
+            if done {
+                break;
+            }
+        }
+        Ok(graph)
+    }
+
+    /// Untagged, listed by no manifest of the repository, not a referrer of a
+    /// manifest still there, and stored at `created_before_ms` or earlier.
+    pub fn is_prunable(&self, digest: &Digest, record: &ManifestRecord, created_before_ms: u64) -> bool {
+        record.created_ms <= created_before_ms
+            && !self.tagged.contains(digest)
+            && !self.children.contains(digest)
+            && record.subject.as_ref().is_none_or(|subject| !self.present.contains(subject))
+    }
+
+    /// The prunable manifests, in digest-key order.
+    pub fn prunable(&self, created_before_ms: u64) -> Vec<Digest> {
+        self.manifests
+            .iter()
+            .filter(|(digest, record)| self.is_prunable(digest, record, created_before_ms))
+            .map(|(digest, _)| digest.clone())
+            .collect()
+    }
 }
 
 /// Removes every repository link of a blob.
