@@ -19,6 +19,9 @@ const LARGE_BLOB_MIB: (u64, u64) = (256, 64);
 const PROBE_MIB: (u64, u64) = (1024, 256);
 const FAILOVER_TRIALS: (u64, u64) = (20, 5);
 const GC_BLOBS: (u64, u64) = (100_000, 10_000);
+const MAINTENANCE_BLOBS: (u64, u64) = (256, 64);
+/// Size of each blob of the maintenance phase.
+pub const MAINTENANCE_BLOB_BYTES: u64 = 4 * MIB;
 /// Small blobs the read fixtures' manifests use as layers, and their size.
 const READ_FIXTURE_BLOBS: u64 = 4;
 const READ_FIXTURE_BLOB_BYTES: u64 = 4096;
@@ -32,6 +35,7 @@ pub enum Phase {
     Blobs,
     Failover,
     Gc,
+    Maintenance,
 }
 
 /// Starts a Flotilla cluster on loopback (one 127.0.0.x address per node) and
@@ -90,6 +94,13 @@ pub struct ClusterArgs {
     /// Unreferenced blobs the garbage-collection phase collects [default: 100000, quick 10000].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub gc_blobs: Option<u64>,
+    /// 4 MiB blobs the maintenance phase repairs and rebalances [default: 256, quick 64].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub maintenance_blobs: Option<u64>,
+    /// Every node's `--copy-rate` (bytes per second of repair and rebalancing; 0 = unpaced)
+    /// [default: the node's own, 100 MiB/s].
+    #[arg(long)]
+    pub copy_rate: Option<u64>,
     /// Measurements to leave out (repeatable or comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub skip: Vec<Phase>,
@@ -133,6 +144,9 @@ pub struct ClusterPlan {
     pub failover: FailoverPlan,
     /// Unreferenced blobs of the GC phase.
     pub gc_blobs: u64,
+    /// Blobs of the maintenance phase, and the nodes' copy rate.
+    pub maintenance_blobs: u64,
+    pub copy_rate: Option<u64>,
     pub skip: Vec<Phase>,
     pub quiet_logs: bool,
     #[serde(skip)]
@@ -189,6 +203,8 @@ impl From<ClusterArgs> for ClusterPlan {
                 trial_timeout_secs: args.failover_trial_timeout_secs,
             },
             gc_blobs: pick(args.gc_blobs, GC_BLOBS),
+            maintenance_blobs: pick(args.maintenance_blobs, MAINTENANCE_BLOBS),
+            copy_rate: args.copy_rate,
             skip,
             quiet_logs: args.common.quiet_logs,
             json: args.common.json,

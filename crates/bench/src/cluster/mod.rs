@@ -12,7 +12,10 @@
 //! 4. leader failover: SIGKILL the leader, time until a write succeeds again,
 //!    restart it, repeat ([`failover`]);
 //! 5. garbage collection of many unreferenced blobs under a push workload
-//!    ([`gc`]).
+//!    ([`gc`]);
+//! 6. repair of a follower that lost its blob store, and rebalancing onto
+//!    one more node, against the disk's bandwidth ([`maintenance`]; it leaves
+//!    the cluster one node larger, so it runs last).
 //!
 //! The nodes are processes of the `flotilla` binary ([`nodes`]); the cluster
 //! counts as formed when the leader sees every node as an alive voter and the
@@ -22,6 +25,7 @@ pub mod blobs;
 pub mod cli;
 pub mod failover;
 pub mod gc;
+pub mod maintenance;
 pub mod nodes;
 pub mod reads;
 pub mod report;
@@ -50,11 +54,13 @@ const WRITES_REPO: &str = "bench/writes";
 const LARGE_REPO: &str = "bench/large";
 const FAILOVER_REPO: &str = "bench/failover";
 const GC_REPO: &str = "bench/gc";
+const MAINTENANCE_REPO: &str = "bench/maintenance";
 /// Seed offsets that keep the content families apart.
 const READS_SEED_OFFSET: u64 = 1 << 33;
 const WRITES_SEED_OFFSET: u64 = 1 << 34;
 const FAILOVER_SEED_OFFSET: u64 = 1 << 35;
 const GC_SEED_OFFSET: u64 = 1 << 36;
+const MAINTENANCE_SEED_OFFSET: u64 = 1 << 37;
 
 /// Runs `flotilla-bench cluster` and prints its report.
 pub async fn main(args: ClusterArgs) -> anyhow::Result<()> {
@@ -99,8 +105,16 @@ pub async fn run(plan: &ClusterPlan) -> anyhow::Result<ClusterReport> {
 
     progress(format!("starting {} nodes", plan.nodes));
     let forming = Instant::now();
-    let mut cluster =
-        LocalCluster::start(&plan.flotilla_bin, plan.nodes, root.path(), plan.quiet_logs, plan.ready_timeout()).await?;
+    let extra_args = plan.copy_rate.map(|rate| vec!["--copy-rate".into(), rate.to_string().into()]).unwrap_or_default();
+    let mut cluster = LocalCluster::start(
+        &plan.flotilla_bin,
+        plan.nodes,
+        root.path(),
+        extra_args,
+        plan.quiet_logs,
+        plan.ready_timeout(),
+    )
+    .await?;
     let formed = state::wait_formed(&mut cluster, plan.ready_timeout()).await?;
     let formation_secs = forming.elapsed().as_secs_f64();
     progress(format!(
@@ -121,6 +135,7 @@ pub async fn run(plan: &ClusterPlan) -> anyhow::Result<ClusterReport> {
         blobs: None,
         failover: None,
         gc: None,
+        maintenance: None,
         total_secs: 0.0,
     };
     measure(&mut cluster, plan, &large_blobs, &mut report).await?;
@@ -237,6 +252,34 @@ async fn measure(
             gc.collected, gc.collect_secs, gc.reclaim_secs, gc.baseline.ops_per_sec, gc.during.ops_per_sec
         ));
         report.gc = Some(gc);
+    }
+    if plan.runs(Phase::Maintenance) {
+        let formed = state::wait_formed(cluster, timeout).await?;
+        progress(format!(
+            "maintenance: {} × {} MiB, a follower's store lost and repaired, then a node added",
+            plan.maintenance_blobs,
+            cli::MAINTENANCE_BLOB_BYTES / MIB
+        ));
+        let maintenance = maintenance::measure(
+            cluster,
+            &clients,
+            MAINTENANCE_REPO,
+            plan.maintenance_blobs,
+            cli::MAINTENANCE_BLOB_BYTES,
+            formed.replication_factor,
+            plan.copy_rate,
+            seed(plan, MAINTENANCE_SEED_OFFSET),
+        )
+        .await
+        .with_context(|| format!("maintenance\n{}", cluster.log_tails()))?;
+        progress(format!(
+            "  repair {:.1} MiB/s; rebalance {:.1} MiB/s, {:.3} × ideal; disk {:.1} MiB/s",
+            maintenance.repair.mib_s,
+            maintenance.rebalance.mib_s,
+            maintenance.rebalance_ratio,
+            report.limits.disk_fsync_write_mib_s
+        ));
+        report.maintenance = Some(maintenance);
     }
     Ok(())
 }

@@ -39,6 +39,7 @@ pub struct ClusterNode {
     pub addrs: NodeAddrs,
     /// `http://127.0.0.x:port`.
     pub base_url: String,
+    data_dir: PathBuf,
     log_path: PathBuf,
     args: Vec<OsString>,
     child: Option<Child>,
@@ -53,6 +54,11 @@ impl ClusterNode {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The node's `--data-dir`.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// The last few KiB of the node's log (every run of it, appended).
     pub fn log_tail(&self) -> String {
         read_tail(&self.log_path).unwrap_or_else(|error| format!("(log unreadable: {error})"))
@@ -64,6 +70,11 @@ pub struct LocalCluster {
     pub nodes: Vec<ClusterNode>,
     pub admin: Admin,
     binary: PathBuf,
+    root: PathBuf,
+    /// Voters the cluster keeps: the nodes of `start`; later ones are storage nodes.
+    voters: u64,
+    /// Flags every node gets besides its own.
+    extra_args: Vec<OsString>,
     quiet_logs: bool,
     ready_timeout: Duration,
 }
@@ -71,10 +82,12 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Starts `count` nodes under `root` one after the other, each once its
     /// `/readyz` answers 200 (formation is [`super::state::wait_formed`]'s job).
+    /// Every node also gets `extra_args`.
     pub async fn start(
         binary: &Path,
         count: u64,
         root: &Path,
+        extra_args: Vec<OsString>,
         quiet_logs: bool,
         ready_timeout: Duration,
     ) -> anyhow::Result<Self> {
@@ -82,27 +95,46 @@ impl LocalCluster {
             nodes: Vec::new(),
             admin: Admin::new()?,
             binary: binary.to_owned(),
+            root: root.to_owned(),
+            voters: count,
+            extra_args,
             quiet_logs,
             ready_timeout,
         };
-        for id in 1..=count {
-            let addrs = free_addrs(node_ip(id)).with_context(|| format!("finding ports on {}", node_ip(id)))?;
-            let dir = root.join(format!("node-{id}"));
-            let data_dir = dir.join("data");
-            std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-            let join = cluster.nodes.first().map(|first: &ClusterNode| first.addrs.rpc);
-            cluster.nodes.push(ClusterNode {
-                id,
-                addrs,
-                base_url: format!("http://{}", addrs.http),
-                log_path: dir.join("node.log"),
-                args: serve_args(id, &data_dir, addrs, count, join),
-                child: None,
-            });
-            cluster.spawn(id)?;
-            cluster.wait_ready(id).await?;
+        for _ in 0..count {
+            cluster.add_node().await?;
         }
         Ok(cluster)
+    }
+
+    /// Starts one more node, joining through node 1 (beyond the voters it is a
+    /// storage node); its id once its `/readyz` answers 200.
+    pub async fn add_node(&mut self) -> anyhow::Result<u64> {
+        let id = self.nodes.len() as u64 + 1;
+        let addrs = free_addrs(node_ip(id)).with_context(|| format!("finding ports on {}", node_ip(id)))?;
+        let dir = self.root.join(format!("node-{id}"));
+        let data_dir = dir.join("data");
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        let join = self.nodes.first().map(|first: &ClusterNode| first.addrs.rpc);
+        let mut args = serve_args(id, &data_dir, addrs, self.voters, join);
+        args.extend(self.extra_args.iter().cloned());
+        self.nodes.push(ClusterNode {
+            id,
+            addrs,
+            base_url: format!("http://{}", addrs.http),
+            data_dir,
+            log_path: dir.join("node.log"),
+            args,
+            child: None,
+        });
+        self.spawn(id)?;
+        self.wait_ready(id).await?;
+        Ok(id)
+    }
+
+    /// How long a node may take to become ready.
+    pub fn ready_timeout(&self) -> Duration {
+        self.ready_timeout
     }
 
     pub fn node(&self, id: u64) -> &ClusterNode {
@@ -111,6 +143,11 @@ impl LocalCluster {
 
     pub fn ids(&self) -> Vec<u64> {
         self.nodes.iter().map(|node| node.id).collect()
+    }
+
+    /// The nodes started as voters (nodes added later are storage nodes).
+    pub fn voter_ids(&self) -> Vec<u64> {
+        self.ids().into_iter().filter(|id| *id <= self.voters).collect()
     }
 
     /// Sends SIGKILL to node `id` and reaps it; the instant the signal was sent.

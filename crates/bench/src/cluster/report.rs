@@ -10,6 +10,7 @@ use super::blobs::BlobsResult;
 use super::cli::ClusterPlan;
 use super::failover::FailoverResult;
 use super::gc::{GcResult, DURATION_TARGET_SECS, THROUGHPUT_TARGET};
+use super::maintenance::MaintenanceResult;
 use super::reads::ReadsResult;
 use super::stats::LatencyStats;
 use crate::content::MIB;
@@ -36,6 +37,7 @@ pub struct ClusterReport {
     pub blobs: Option<BlobsResult>,
     pub failover: Option<FailoverResult>,
     pub gc: Option<GcResult>,
+    pub maintenance: Option<MaintenanceResult>,
     pub total_secs: f64,
 }
 
@@ -200,6 +202,9 @@ impl ClusterReport {
                 verdict(Some(gc.baseline.errors + gc.during.errors == 0))
             );
         }
+        if let Some(maintenance) = &self.maintenance {
+            self.write_maintenance(out, maintenance);
+        }
         let limits = &self.limits;
         let _ = writeln!(
             out,
@@ -251,6 +256,45 @@ fn verdict(met: Option<bool>) -> &'static str {
         Some(true) => "met",
         Some(false) => "not met",
         None => "—",
+    }
+}
+
+impl ClusterReport {
+    /// Repair and rebalance rows: rates against the copy-rate cap and the disk.
+    fn write_maintenance(&self, out: &mut String, maintenance: &MaintenanceResult) {
+        let disk = self.limits.disk_fsync_write_mib_s;
+        let cap = maintenance.copy_rate_mib_s.map_or("unpaced".to_owned(), |cap| format!("{cap:.0} MiB/s per node"));
+        let _ = writeln!(
+            out,
+            "| Maintenance data: blobs × MiB, copy rate | {} × {}, {cap} | |",
+            maintenance.blobs,
+            maintenance.blob_bytes / MIB
+        );
+        for (what, run) in [
+            ("Repair (a follower's store lost)", &maintenance.repair),
+            ("Rebalance sync (one node added)", &maintenance.rebalance),
+        ] {
+            let _ = writeln!(
+                out,
+                "| {what}: MiB in s, MiB/s, ÷ disk | {:.0} in {:.1}, {:.1}, {:.2} | |",
+                run.bytes as f64 / MIB as f64,
+                run.secs,
+                run.mib_s,
+                run.mib_s / disk.max(1e-9)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| Rebalance: moved ÷ ideal (new node's fair share) | {:.3} | ≤ 1.15 ({}) |",
+            maintenance.rebalance_ratio,
+            verdict(Some(maintenance.rebalance_ratio <= 1.15))
+        );
+        let _ = writeln!(
+            out,
+            "| Optimize after the sync: MiB dropped, s | {:.0}, {:.1} | |",
+            maintenance.optimize_dropped_bytes as f64 / MIB as f64,
+            maintenance.optimize_secs
+        );
     }
 }
 
@@ -342,6 +386,18 @@ mod tests {
                 during: stats(85.0),
                 throughput_ratio: Some(0.85),
             }),
+            maintenance: Some(MaintenanceResult {
+                blobs: 256,
+                blob_bytes: 4 * MIB,
+                logical_bytes: 1024 * MIB,
+                copy_rate_mib_s: Some(100.0),
+                repair: super::super::maintenance::CopyRun { bytes: 1024 * MIB, secs: 12.8, mib_s: 80.0 },
+                rebalance: super::super::maintenance::CopyRun { bytes: 768 * MIB, secs: 9.6, mib_s: 80.0 },
+                rebalance_ideal_bytes: 768 * MIB,
+                rebalance_ratio: 1.0,
+                optimize_dropped_bytes: 768 * MIB,
+                optimize_secs: 2.0,
+            }),
             total_secs: 60.0,
         };
         let markdown = report.to_markdown();
@@ -358,6 +414,8 @@ mod tests {
             "- failover trial 2: no write succeeded; first error: 503",
             "| GC: collected, task start → finished, s | 100000 in 20.0 | < 60 for 100 000 (met) |",
             "| GC: push throughput during ÷ alone | 0.85 | ≥ 0.8 (met) |",
+            "| Repair (a follower's store lost): MiB in s, MiB/s, ÷ disk | 1024 in 12.8, 80.0, 0.27 | |",
+            "| Rebalance: moved ÷ ideal (new node's fair share) | 1.000 | ≤ 1.15 (met) |",
         ] {
             assert!(markdown.contains(expected), "{expected:?} missing from:\n{markdown}");
         }

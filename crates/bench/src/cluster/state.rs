@@ -100,10 +100,10 @@ pub fn formation_gap(state: &StateDoc, expected: &[u64]) -> Option<String> {
 }
 
 /// Polls until every node of `cluster` runs, answers `/readyz`, and the
-/// leader sees them all as alive voters with the layout synced.
+/// leader sees the voters among them as alive voters with the layout synced.
 pub async fn wait_formed(cluster: &mut LocalCluster, timeout: Duration) -> anyhow::Result<Formed> {
     let deadline = Instant::now() + timeout;
-    let expected = cluster.ids();
+    let expected = cluster.voter_ids();
     let mut gap = String::from("not asked yet");
     while Instant::now() < deadline {
         cluster.check_running()?;
