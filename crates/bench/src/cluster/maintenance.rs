@@ -29,6 +29,8 @@ use super::state;
 use crate::client::RegistryClient;
 use crate::content::{random_bytes, MIB};
 
+/// The nodes' own `copy_rate` when the run does not set one.
+const NODE_DEFAULT_COPY_RATE: u64 = 100 * MIB;
 /// Concurrent clients filling the store.
 const FILL_CLIENTS: u64 = 8;
 /// How often tasks and layouts are polled.
@@ -57,7 +59,7 @@ pub struct MaintenanceResult {
     pub blob_bytes: u64,
     /// The data once (each blob counted once).
     pub logical_bytes: u64,
-    /// The nodes' copy rate cap, MiB/s per node (`None`: unpaced).
+    /// The nodes' copy rate cap, MiB/s per node (`None`: unpaced, `--copy-rate 0`).
     pub copy_rate_mib_s: Option<f64>,
     /// A follower that lost its blob store, refilled by a repair task.
     pub repair: CopyRun,
@@ -137,7 +139,10 @@ pub async fn measure(
         blobs,
         blob_bytes,
         logical_bytes,
-        copy_rate_mib_s: copy_rate.map(|rate| rate as f64 / MIB as f64),
+        copy_rate_mib_s: match copy_rate.unwrap_or(NODE_DEFAULT_COPY_RATE) {
+            0 => None,
+            rate => Some(rate as f64 / MIB as f64),
+        },
         repair,
         rebalance: CopyRun::new(moved, sync_secs),
         rebalance_ideal_bytes: ideal,

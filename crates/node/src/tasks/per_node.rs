@@ -74,16 +74,7 @@ pub async fn run(
             Some((node, outcome)) = calls.next() => match outcome {
                 Ok(reply) => {
                     done.insert(node);
-                    tracing::info!(task = %id, node, scanned = reply.scanned, blobs = reply.blobs, bytes = reply.bytes, failed = reply.failed, "node finished its share");
-                    let step = TaskUpdate {
-                        id: id.clone(),
-                        state: None,
-                        node: None,
-                        counters: TaskCounters { scanned: reply.scanned, blobs: reply.blobs, bytes: reply.bytes, failed: reply.failed, ..TaskCounters::default() },
-                        error: None,
-                        cursor: Some(render_cursor(&done)),
-                    };
-                    if !commit(meta, Command::UpdateTask(step)).await? {
+                    if !record_share(meta, &id, node, &reply, &done).await? {
                         return Ok(current_state(meta, &id));
                     }
                 }
@@ -104,6 +95,28 @@ pub async fn run(
         return Ok(current_state(meta, &id));
     }
     Ok(TaskState::Finished)
+}
+
+/// Adds one node's counters to the task and moves the cursor past it; `false`
+/// if the task ended meanwhile.
+async fn record_share(
+    meta: &MetaClient,
+    id: &str,
+    node: NodeId,
+    reply: &MaintainReply,
+    done: &BTreeSet<NodeId>,
+) -> Result<bool, String> {
+    let &MaintainReply { scanned, blobs, bytes, failed } = reply;
+    tracing::info!(task = %id, node, scanned, blobs, bytes, failed, "node finished its share");
+    let step = TaskUpdate {
+        id: id.to_owned(),
+        state: None,
+        node: None,
+        counters: TaskCounters { scanned, blobs, bytes, failed, ..TaskCounters::default() },
+        error: None,
+        cursor: Some(render_cursor(done)),
+    };
+    commit(meta, Command::UpdateTask(step)).await
 }
 
 /// Asks `node` to run `maintenance`, again while it cannot answer yet.
