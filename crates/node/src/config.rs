@@ -109,7 +109,7 @@ impl Default for Config {
             gc_grace: "1h".into(),
             gc_interval: "24h".into(),
             gc_clock_margin: "2s".into(),
-            gc_reclaim_rate: 2000,
+            gc_reclaim_rate: 1000,
             copy_rate: 100 << 20,
             scrub_rate: 32 << 20,
             scrub_interval: "7d".into(),
