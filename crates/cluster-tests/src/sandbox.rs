@@ -321,6 +321,12 @@ impl Node {
         &self.data_dir
     }
 
+    /// Where the node keeps its copy of a `sha256:` blob (whether or not it has one).
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.data_dir.join("blobs/blobs/sha256").join(&hex[..2]).join(hex)
+    }
+
     /// The file receiving the node's stdout and stderr.
     pub fn log_path(&self) -> &Path {
         &self.log_path

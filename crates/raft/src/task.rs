@@ -204,6 +204,11 @@ pub struct TaskUpdate {
 }
 
 impl TaskUpdate {
+    /// Progress: `counters` added, the cursor moved to `cursor` (when given), the state kept.
+    pub fn progress(id: &str, counters: TaskCounters, cursor: Option<String>) -> Self {
+        TaskUpdate { id: id.to_owned(), state: None, node: None, counters, error: None, cursor }
+    }
+
     /// An update that only changes the state.
     pub fn state(id: &str, state: TaskState) -> Self {
         TaskUpdate {

@@ -23,9 +23,9 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::json;
 
+use super::fill::{push_random_blobs, sum_metric, Upload};
 use super::stats::{LatencyStats, Tally};
 use crate::client::{RegistryClient, OCI_MANIFEST};
-use crate::content::random_bytes;
 
 /// Size of each unreferenced blob.
 const FILL_BLOB_BYTES: usize = 1024;
@@ -76,7 +76,8 @@ pub async fn measure(
     seed: u64,
 ) -> anyhow::Result<GcResult> {
     let filling = Instant::now();
-    fill(nodes, &format!("{repo}-garbage"), blobs, seed).await?;
+    let garbage = format!("{repo}-garbage");
+    push_random_blobs(nodes, &garbage, blobs, FILL_BLOB_BYTES, FILL_CLIENTS, Upload::Post, seed).await?;
     let fill_blobs_per_sec = blobs as f64 / filling.elapsed().as_secs_f64();
 
     let config = nodes[0].post_bytes(repo, Bytes::from_static(CONFIG)).await?;
@@ -122,36 +123,9 @@ pub async fn measure(
     })
 }
 
-/// Pushes `blobs` unreferenced blobs from [`FILL_CLIENTS`] clients.
-async fn fill(nodes: &[RegistryClient], repo: &str, blobs: u64, seed: u64) -> anyhow::Result<()> {
-    let tasks: Vec<_> = (0..FILL_CLIENTS)
-        .map(|client| {
-            let node = nodes[client as usize % nodes.len()].clone();
-            let repo = repo.to_owned();
-            tokio::spawn(async move {
-                let mut index = client;
-                while index < blobs {
-                    let bytes = Bytes::from(random_bytes(seed.wrapping_add(index), FILL_BLOB_BYTES));
-                    node.post_bytes(&repo, bytes).await?;
-                    index += FILL_CLIENTS;
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await??;
-    }
-    Ok(())
-}
-
 /// Copies of collected blobs the nodes deleted so far.
 async fn reclaimed(nodes: &[RegistryClient]) -> anyhow::Result<f64> {
-    let mut total = 0.0;
-    for node in nodes {
-        total += node.metric("flotilla_gc_reclaimed_blobs_total").await?;
-    }
-    Ok(total)
+    sum_metric(nodes, "flotilla_gc_reclaimed_blobs_total").await
 }
 
 /// How long the workload runs.

@@ -19,15 +19,15 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use bytes::Bytes;
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::fill::{push_random_blobs, sum_metric, Upload};
 use super::nodes::LocalCluster;
 use super::state;
 use crate::client::RegistryClient;
-use crate::content::{random_bytes, MIB};
+use crate::content::MIB;
 
 /// The nodes' own `copy_rate` when the run does not set one.
 const NODE_DEFAULT_COPY_RATE: u64 = 100 * MIB;
@@ -86,7 +86,7 @@ pub async fn measure(
     copy_rate: Option<u64>,
     seed: u64,
 ) -> anyhow::Result<MaintenanceResult> {
-    fill(clients, repo, blobs, blob_bytes, seed).await?;
+    push_random_blobs(clients, repo, blobs, blob_bytes as usize, FILL_CLIENTS, Upload::PostPut, seed).await?;
     let logical_bytes = blobs * blob_bytes;
     let timeout = cluster.ready_timeout();
 
@@ -152,29 +152,6 @@ pub async fn measure(
     })
 }
 
-/// Pushes the blobs from [`FILL_CLIENTS`] clients spread over the nodes.
-async fn fill(nodes: &[RegistryClient], repo: &str, blobs: u64, blob_bytes: u64, seed: u64) -> anyhow::Result<()> {
-    let tasks: Vec<_> = (0..FILL_CLIENTS)
-        .map(|client| {
-            let node = nodes[client as usize % nodes.len()].clone();
-            let repo = repo.to_owned();
-            tokio::spawn(async move {
-                let mut index = client;
-                while index < blobs {
-                    let bytes = Bytes::from(random_bytes(seed.wrapping_add(index), blob_bytes as usize));
-                    node.push_bytes(&repo, bytes).await?;
-                    index += FILL_CLIENTS;
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await??;
-    }
-    Ok(())
-}
-
 /// Starts a task of `kind` and waits for it to finish: the task and its run time.
 async fn run_task(node: &RegistryClient, kind: &str) -> anyhow::Result<(Value, f64)> {
     let body = json!({"kind": kind});
@@ -218,12 +195,4 @@ async fn rebalanced_bytes(nodes: &[RegistryClient]) -> anyhow::Result<f64> {
 
 async fn dropped_bytes(nodes: &[RegistryClient]) -> anyhow::Result<f64> {
     sum_metric(nodes, "flotilla_orphan_dropped_bytes_total").await
-}
-
-async fn sum_metric(nodes: &[RegistryClient], name: &str) -> anyhow::Result<f64> {
-    let mut total = 0.0;
-    for node in nodes {
-        total += node.metric(name).await?;
-    }
-    Ok(total)
 }

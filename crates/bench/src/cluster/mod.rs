@@ -24,6 +24,7 @@
 pub mod blobs;
 pub mod cli;
 pub mod failover;
+pub mod fill;
 pub mod gc;
 pub mod maintenance;
 pub mod nodes;

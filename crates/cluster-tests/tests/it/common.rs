@@ -6,6 +6,13 @@ use std::sync::OnceLock;
 use flotilla_cluster_tests::content::unique_suffix;
 use flotilla_cluster_tests::Sandbox;
 
+/// A sandbox of its own for one test: `nodes` nodes, formed (up to three voters).
+pub fn cluster(nodes: usize) -> Sandbox {
+    let sandbox = Sandbox::builder().nodes(nodes).build().expect("sandbox");
+    sandbox.wait_until_formed(nodes.min(3), std::time::Duration::from_secs(60)).expect("cluster formed");
+    sandbox
+}
+
 /// A module's sandbox, started by the first test that needs it. A failed start
 /// is remembered so the module's other tests fail at once with the same reason.
 pub type SharedSandbox = OnceLock<Result<Sandbox, String>>;

@@ -29,12 +29,6 @@ fn a_follower(sandbox: &Sandbox) -> anyhow::Result<usize> {
     Ok((leader + 1) % sandbox.nodes().len())
 }
 
-/// Where node `index` keeps the file of a blob.
-fn blob_file(sandbox: &Sandbox, index: usize, digest: &str) -> std::path::PathBuf {
-    let hex = digest.trim_start_matches("sha256:");
-    sandbox.node(index).data_dir().join("blobs/blobs/sha256").join(&hex[..2]).join(hex)
-}
-
 #[test]
 fn three_nodes_form_one_cluster_with_three_voters_and_a_synced_layout() {
     run(|sandbox| {
@@ -207,7 +201,7 @@ fn a_blob_pushed_to_one_node_is_stored_on_all_three_owners() {
         let bytes = random_bytes(300_000);
         let digest = sandbox.node(1).client(sandbox.admin_credentials()).push_blob_post_put(&name, &bytes)?;
         for index in 0..3 {
-            let path = blob_file(sandbox, index, &digest);
+            let path = sandbox.node(index).blob_path(&digest);
             let stored =
                 std::fs::read(&path).with_context(|| format!("node {index} has no copy at {}", path.display()))?;
             ensure!(stored == bytes, "node {index} holds a different copy");

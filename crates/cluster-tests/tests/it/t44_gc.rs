@@ -6,7 +6,6 @@
 //! Each test has a cluster of its own: a collection with a short grace period
 //! would take what other tests are in the middle of pushing.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,7 +20,7 @@ use flotilla_cluster_tests::oci_layout::{tagged_digest, OciLayout};
 use flotilla_cluster_tests::sandbox::{locate_binary, ADMIN_USER};
 use flotilla_cluster_tests::{tools, wait, Sandbox};
 
-use crate::common::{repo, run_printing_logs};
+use crate::common::{cluster, repo, run_printing_logs};
 use crate::t20_skopeo::{assert_blobs_identical, build_image, copy_in, copy_out, write_image};
 
 /// Nodes keep a copy of a collected blob stored less than `gc_clock_margin`
@@ -31,25 +30,13 @@ const PAST_CLOCK_MARGIN: Duration = Duration::from_millis(2500);
 /// How long the reclaimers of all nodes may take to delete collected copies.
 const RECLAIM_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn cluster(nodes: usize) -> Sandbox {
-    let sandbox = Sandbox::builder().nodes(nodes).build().expect("sandbox");
-    sandbox.wait_until_formed(nodes.min(3), Duration::from_secs(60)).expect("cluster formed");
-    sandbox
-}
-
 fn http() -> anyhow::Result<Client> {
     Ok(Client::builder().no_proxy().timeout(Duration::from_secs(30)).build()?)
 }
 
-/// Where node `index` keeps the file of a blob.
-fn blob_file(sandbox: &Sandbox, index: usize, digest: &str) -> PathBuf {
-    let hex = digest.trim_start_matches("sha256:");
-    sandbox.node(index).data_dir().join("blobs/blobs/sha256").join(&hex[..2]).join(hex)
-}
-
 /// Which of `digests` node `index` still stores.
 fn stored_on(sandbox: &Sandbox, index: usize, digests: &[String]) -> Vec<String> {
-    digests.iter().filter(|digest| blob_file(sandbox, index, digest).exists()).cloned().collect()
+    digests.iter().filter(|digest| sandbox.node(index).blob_path(digest).exists()).cloned().collect()
 }
 
 /// `POST /_cluster/tasks` on node `index`: the created task.
@@ -213,7 +200,7 @@ fn a_blob_collected_before_its_manifest_arrived_must_be_pushed_again() {
         client.push_manifest(&name, "v1", &manifest)?.expect_status(201)?;
         std::thread::sleep(Duration::from_secs(2));
         for index in 0..3 {
-            ensure!(blob_file(sandbox, index, &layer.digest).exists(), "node {index} keeps the new copy");
+            ensure!(sandbox.node(index).blob_path(&layer.digest).exists(), "node {index} keeps the new copy");
             let reader = sandbox.node(index).client(sandbox.admin_credentials());
             let body = reader.get_blob(&name, &layer.digest)?.expect_status(200)?.body;
             ensure!(body == layer.bytes && sha256_digest(&body) == layer.digest, "node {index} serves the layer");

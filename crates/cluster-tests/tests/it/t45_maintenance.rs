@@ -12,7 +12,6 @@
 //!   it and nothing is lost.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ use flotilla_cluster_tests::content::{random_bytes, sha256_digest};
 use flotilla_cluster_tests::sandbox::{locate_binary, ADMIN_USER};
 use flotilla_cluster_tests::{tools, wait, Sandbox};
 
-use crate::common::{repo, run_printing_logs};
+use crate::common::{cluster, repo, run_printing_logs};
 
 const TASK_TIMEOUT: Duration = Duration::from_secs(90);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
@@ -45,11 +44,6 @@ fn store_of(sandbox: &Sandbox, index: usize) -> BTreeMap<String, u64> {
         }
     }
     files
-}
-
-fn blob_file(sandbox: &Sandbox, index: usize, digest: &str) -> PathBuf {
-    let hex = digest.trim_start_matches("sha256:");
-    sandbox.node(index).data_dir().join("blobs/blobs/sha256").join(&hex[..2]).join(hex)
 }
 
 /// How many of the running nodes hold each of `digests`.
@@ -134,8 +128,7 @@ fn wait_for_optimizations(sandbox: &Sandbox, index: usize) -> anyhow::Result<()>
 
 #[test]
 fn repair_copies_what_an_owner_missed_while_it_was_down() {
-    let sandbox = Sandbox::builder().nodes(3).build().expect("sandbox");
-    sandbox.wait_until_formed(3, Duration::from_secs(60)).expect("formed");
+    let sandbox = cluster(3);
     run_printing_logs(&sandbox, |sandbox| {
         let leader = sandbox.leader_index(0)?;
         let down = (0..3).find(|index| *index != leader && *index != 0).context("a follower")?;
@@ -160,7 +153,7 @@ fn repair_copies_what_an_owner_missed_while_it_was_down() {
         let counts = copies(sandbox, &[0, 1, 2], &digests);
         ensure!(counts.values().all(|count| *count == 3), "copies after repair: {counts:?}");
         for digest in &digests {
-            let bytes = std::fs::read(blob_file(sandbox, down, digest))?;
+            let bytes = std::fs::read(sandbox.node(down).blob_path(digest))?;
             ensure!(&sha256_digest(&bytes) == digest, "the repaired copy of {digest} is intact");
         }
         ensure!(sandbox.metric(down, "flotilla_repair_copied_blobs_total")? == digests.len() as f64);
@@ -175,8 +168,7 @@ fn repair_copies_what_an_owner_missed_while_it_was_down() {
 
 #[test]
 fn a_four_node_cluster_with_r3_that_loses_a_node_for_good_gets_every_blob_back_to_three_copies() {
-    let sandbox = Sandbox::builder().nodes(4).build().expect("sandbox");
-    sandbox.wait_until_formed(3, Duration::from_secs(60)).expect("formed");
+    let sandbox = cluster(4);
     run_printing_logs(&sandbox, |sandbox| {
         let layout = wait_for_synced_layout(sandbox, 0, 1, &[1, 2, 3, 4])?;
         let name = repo("t45", "lost");
@@ -211,13 +203,12 @@ fn a_four_node_cluster_with_r3_that_loses_a_node_for_good_gets_every_blob_back_t
 
 #[test]
 fn scrub_finds_a_flipped_byte_quarantines_the_copy_and_replaces_it() {
-    let sandbox = Sandbox::builder().nodes(3).build().expect("sandbox");
-    sandbox.wait_until_formed(3, Duration::from_secs(60)).expect("formed");
+    let sandbox = cluster(3);
     run_printing_logs(&sandbox, |sandbox| {
         let name = repo("t45", "scrub");
         let pushed = push_blobs(sandbox, &name, 5, 100_000, 300_000)?;
         let (digest, size) = pushed[2].clone();
-        let path = blob_file(sandbox, 1, &digest);
+        let path = sandbox.node(1).blob_path(&digest);
         let mut bytes = std::fs::read(&path)?;
         bytes[size as usize / 2] ^= 0x20;
         std::fs::write(&path, &bytes)?;
@@ -247,8 +238,7 @@ fn metric_sum(sandbox: &Sandbox, nodes: &[usize], name: &str) -> anyhow::Result<
 
 #[test]
 fn adding_a_node_moves_at_most_1_15_times_the_ideal_bytes_and_optimize_drops_the_old_copies() {
-    let mut sandbox = Sandbox::builder().nodes(3).build().expect("sandbox");
-    sandbox.wait_until_formed(3, Duration::from_secs(60)).expect("formed");
+    let mut sandbox = cluster(3);
     let outcome = (|| -> anyhow::Result<()> {
         let layout = wait_for_synced_layout(&sandbox, 0, 1, &[1, 2, 3])?;
         let version = layout["version"].as_u64().context("version")?;

@@ -26,8 +26,8 @@ use flotilla_storage::blob_store::{BlobError, BlobStore};
 use flotilla_storage::fs::{FsBlobStore, Verified};
 use flotilla_storage::Digest;
 
-use super::partition_of;
 use super::peer::BlobPeers;
+use super::{partition_of, send_if_missing, sources};
 use crate::cluster::ClusterView;
 use crate::pacer::Pacer;
 use crate::telemetry::MaintenanceMetrics;
@@ -112,7 +112,7 @@ impl Maintainer {
                 counters.bytes += size;
                 continue;
             }
-            match self.fetch(&layout, &digest).await {
+            match self.fetch(&digest).await {
                 Ok(copied) => {
                     counters.blobs += 1;
                     counters.bytes += copied;
@@ -152,7 +152,7 @@ impl Maintainer {
             if let Some(path) = self.local.quarantine(&digest).await? {
                 tracing::warn!(%digest, path = %path.display(), "scrub: corrupt copy quarantined");
             }
-            match self.fetch(&*self.layout()?, &digest).await {
+            match self.fetch(&digest).await {
                 Ok(copied) => {
                     tracing::info!(%digest, "scrub: corrupt copy replaced from a replica");
                     counters.blobs += 1;
@@ -219,19 +219,12 @@ impl Maintainer {
     async fn hand_over(&self, digest: &Digest, owners: &[NodeId], pacer: &mut Pacer) -> Result<bool, BlobError> {
         for owner in owners {
             let Some(addr) = self.view.addr_of(*owner) else { return Ok(false) };
-            match self.peers.stat(&addr.rpc_addr, digest).await {
-                Ok(Some(_)) => continue,
+            match send_if_missing(&self.peers, &*self.local, &addr.rpc_addr, digest).await {
+                Ok(Some(size)) => pacer.spend(size).await,
                 Ok(None) => {}
+                Err(BlobError::NotFound) => return Err(BlobError::NotFound),
                 Err(error) => {
-                    tracing::debug!(owner, %digest, %error, "optimize: an owner did not answer; keeping the copy");
-                    return Ok(false);
-                }
-            }
-            let body = self.local.read(digest, None).await?;
-            match self.peers.put(&addr.rpc_addr, digest, body).await {
-                Ok(size) => pacer.spend(size).await,
-                Err(error) => {
-                    tracing::warn!(owner, %digest, %error, "optimize: sending a copy to its owner failed; keeping it");
+                    tracing::warn!(owner, %digest, %error, "optimize: an owner could not be checked or sent the copy; keeping it");
                     return Ok(false);
                 }
             }
@@ -239,19 +232,11 @@ impl Maintainer {
         Ok(true)
     }
 
-    /// Copies `digest` into the local store from another node: its owners
-    /// (new, then old) first, then any member. The local store verifies it.
-    async fn fetch(&self, layout: &Layout, digest: &Digest) -> Result<u64, BlobError> {
-        let me = self.view.node_id();
-        let mut candidates = layout.read_owners(partition_of(digest, layout.partitions));
-        let metrics = self.view.metrics();
-        for member in metrics.membership_config.membership().nodes().map(|(id, _)| *id) {
-            if !candidates.contains(&member) {
-                candidates.push(member);
-            }
-        }
+    /// Copies `digest` into the local store from another node ([`sources`]
+    /// order). The local store verifies it.
+    async fn fetch(&self, digest: &Digest) -> Result<u64, BlobError> {
         let mut last = BlobError::NotFound;
-        for node in candidates.into_iter().filter(|node| *node != me) {
+        for node in sources(&self.view, digest) {
             let Some(addr) = self.view.addr_of(node) else { continue };
             let attempt = async {
                 let body = self.peers.get(&addr.rpc_addr, digest, None).await?;

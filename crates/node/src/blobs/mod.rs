@@ -14,11 +14,48 @@ pub mod replicated;
 pub mod service;
 pub mod sync;
 
+use flotilla_raft::NodeId;
+use flotilla_storage::blob_store::{BlobError, BlobStore};
 use flotilla_storage::Digest;
 
+use self::peer::BlobPeers;
+use crate::cluster::ClusterView;
 use crate::placement;
 
 /// The partition of a blob: from the leading bits of its hash.
 pub fn partition_of(digest: &Digest, partitions: u32) -> u32 {
     placement::partition_of(digest.hash(), partitions)
+}
+
+/// The other nodes that may hold `digest`, in the order to ask: its owners
+/// (new, then old while a layout syncs), then every other member.
+pub fn sources(view: &ClusterView, digest: &Digest) -> Vec<NodeId> {
+    let me = view.node_id();
+    let mut nodes = match view.layout() {
+        Some(layout) => layout.read_owners(partition_of(digest, layout.partitions)),
+        None => Vec::new(),
+    };
+    let metrics = view.metrics();
+    for member in metrics.membership_config.membership().nodes().map(|(id, _)| *id) {
+        if !nodes.contains(&member) {
+            nodes.push(member);
+        }
+    }
+    nodes.retain(|node| *node != me);
+    nodes
+}
+
+/// Sends this node's copy of `digest` to the peer at `addr` unless it has one
+/// already: the bytes sent, `None` if the peer held it.
+pub async fn send_if_missing(
+    peers: &BlobPeers,
+    local: &dyn BlobStore,
+    addr: &str,
+    digest: &Digest,
+) -> Result<Option<u64>, BlobError> {
+    if peers.stat(addr, digest).await?.is_some() {
+        return Ok(None);
+    }
+    let body = local.read(digest, None).await?;
+    peers.put(addr, digest, body).await.map(Some)
 }

@@ -83,21 +83,10 @@ impl ReplicatedBlobStore {
         targets.nodes == [self.view.node_id()]
     }
 
-    /// Nodes that may hold `digest`, best first: owners (new, then old), then
-    /// every other member; nodes gossip calls down go last.
+    /// Nodes that may hold `digest`, best first ([`super::sources`]); nodes
+    /// gossip calls down go last.
     fn candidates(&self, digest: &Digest) -> Vec<NodeId> {
-        let me = self.view.node_id();
-        let mut nodes = match self.view.layout() {
-            Some(layout) => layout.read_owners(partition_of(digest, layout.partitions)),
-            None => Vec::new(),
-        };
-        let metrics = self.view.metrics();
-        for member in metrics.membership_config.membership().nodes().map(|(id, _)| *id) {
-            if !nodes.contains(&member) {
-                nodes.push(member);
-            }
-        }
-        nodes.retain(|node| *node != me);
+        let mut nodes = super::sources(&self.view, digest);
         // A stable sort keeps the owner order among nodes of equal liveness.
         nodes.sort_by_key(|node| self.liveness.of(*node) == Liveness::Down);
         nodes

@@ -9,7 +9,7 @@ use flotilla_raft::Layout;
 use flotilla_storage::blob_store::{BlobError, BlobStore};
 
 use super::maintain::Maintainer;
-use super::partition_of;
+use super::{partition_of, send_if_missing};
 use crate::pacer::Pacer;
 
 /// What a sync moved.
@@ -25,7 +25,7 @@ pub async fn push_moved_blobs(node: &Maintainer, layout: &Layout) -> Result<Push
     let (view, peers, local) = (&node.view, &node.peers, &node.local);
     let mut pushed = Pushed::default();
     let mut pacer = Pacer::new(node.copy_rate);
-    for (digest, size) in local.list().await? {
+    for (digest, _) in local.list().await? {
         let partition = partition_of(&digest, layout.partitions);
         let old = previous.get(partition as usize).map(Vec::as_slice).unwrap_or(&[]);
         let me = view.node_id();
@@ -35,16 +35,13 @@ pub async fn push_moved_blobs(node: &Maintainer, layout: &Layout) -> Result<Push
             let addr = view
                 .addr_of(owner)
                 .ok_or_else(|| BlobError::Io(std::io::Error::other(format!("no address for node {owner}"))))?;
-            if peers.stat(&addr.rpc_addr, &digest).await?.is_some() {
-                continue;
-            }
-            let body = match local.read(&digest, None).await {
-                Ok(body) => body,
+            let size = match send_if_missing(peers, &**local, &addr.rpc_addr, &digest).await {
+                Ok(Some(size)) => size,
+                Ok(None) => continue,
                 // Collected since the listing: nothing to move.
                 Err(BlobError::NotFound) => break,
                 Err(error) => return Err(error),
             };
-            peers.put(&addr.rpc_addr, &digest, body).await?;
             pushed.blobs += 1;
             pushed.bytes += size;
             node.metrics.rebalance_copied_blobs.inc();

@@ -68,15 +68,7 @@ pub async fn run(meta: &MetaClient, task: TaskRecord, settings: &TaskSettings) -
                 return Ok(current_state(meta, &id));
             }
         }
-        let step = TaskUpdate {
-            id: id.clone(),
-            state: None,
-            node: None,
-            counters: progress,
-            error: None,
-            cursor: Some(next.to_string()),
-        };
-        if !update(meta, step).await? {
+        if !update(meta, TaskUpdate::progress(&id, progress, Some(next.to_string()))).await? {
             return Ok(current_state(meta, &id));
         }
         if page.len() < PAGE {
@@ -109,15 +101,8 @@ async fn prune_untagged(meta: &MetaClient, task: &TaskRecord, created_before_ms:
                     break;
                 }
                 if task.options.dry_run {
-                    let step = TaskUpdate {
-                        id: task.id.clone(),
-                        state: None,
-                        node: None,
-                        counters: TaskCounters { manifests: prunable.len() as u64, ..TaskCounters::default() },
-                        error: None,
-                        cursor: None,
-                    };
-                    if !update(meta, step).await? {
+                    let counted = TaskCounters { manifests: prunable.len() as u64, ..TaskCounters::default() };
+                    if !update(meta, TaskUpdate::progress(&task.id, counted, None)).await? {
                         return Ok(false);
                     }
                     break;

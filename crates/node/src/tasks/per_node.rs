@@ -108,15 +108,8 @@ async fn record_share(
 ) -> Result<bool, String> {
     let &MaintainReply { scanned, blobs, bytes, failed } = reply;
     tracing::info!(task = %id, node, scanned, blobs, bytes, failed, "node finished its share");
-    let step = TaskUpdate {
-        id: id.to_owned(),
-        state: None,
-        node: None,
-        counters: TaskCounters { scanned, blobs, bytes, failed, ..TaskCounters::default() },
-        error: None,
-        cursor: Some(render_cursor(done)),
-    };
-    commit(meta, Command::UpdateTask(step)).await
+    let counters = TaskCounters { scanned, blobs, bytes, failed, ..TaskCounters::default() };
+    commit(meta, Command::UpdateTask(TaskUpdate::progress(id, counters, Some(render_cursor(done))))).await
 }
 
 /// Asks `node` to run `maintenance`, again while it cannot answer yet.

@@ -369,20 +369,32 @@ fn delete_manifest(store: &mut impl StateWrite, repo: &str, digest: &Digest, now
 }
 
 fn tags_pointing_at(store: &impl StateRead, repo: &str, digest: &Digest) -> Result<Vec<Vec<u8>>, StoreError> {
-    let prefix = keys::tag_prefix(repo);
     let mut matching = Vec::new();
+    for_each_entry(store, &keys::tag_prefix(repo), |key, value| {
+        if decode::<TagRecord>(value)?.digest == *digest {
+            matching.push(key.to_vec());
+        }
+        Ok(())
+    })?;
+    Ok(matching)
+}
+
+/// Calls `visit` on every entry under `prefix`, in key order, a page at a time.
+fn for_each_entry<S: StateRead + ?Sized>(
+    store: &S,
+    prefix: &[u8],
+    mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let page = store.scan(&prefix, after.as_deref(), SCAN_PAGE)?;
+        let page = store.scan(prefix, after.as_deref(), SCAN_PAGE)?;
         let done = page.len() < SCAN_PAGE;
         for (key, value) in page {
-            if decode::<TagRecord>(&value)?.digest == *digest {
-                matching.push(key.clone());
-            }
+            visit(&key, &value)?;
             after = Some(key);
         }
         if done {
-            return Ok(matching);
+            return Ok(());
         }
     }
 }
@@ -420,18 +432,11 @@ fn create_task(store: &mut impl StateWrite, task: &TaskRecord) -> Result<(), Ref
 
 fn all_tasks(store: &impl StateRead) -> Result<Vec<TaskRecord>, StoreError> {
     let mut tasks = Vec::new();
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = store.scan(&keys::task_prefix(), after.as_deref(), SCAN_PAGE)?;
-        let done = page.len() < SCAN_PAGE;
-        for (key, value) in page {
-            tasks.push(decode(&value)?);
-            after = Some(key);
-        }
-        if done {
-            return Ok(tasks);
-        }
-    }
+    for_each_entry(store, &keys::task_prefix(), |_, value| {
+        tasks.push(decode(value)?);
+        Ok(())
+    })?;
+    Ok(tasks)
 }
 
 /// The task `id` if it may still change.
@@ -488,11 +493,7 @@ fn collect_blobs(
     unreferenced_before_ms: u64,
     now: u64,
 ) -> Result<(), Refusal> {
-    if digests.len() > MAX_COLLECT_BATCH {
-        let message = format!("at most {MAX_COLLECT_BATCH} blobs per collection, not {}", digests.len());
-        return Err(reject(RejectionKind::Invalid, message, None));
-    }
-    let mut task = task_id.map(|id| active_task(store, id)).transpose()?;
+    let mut task = batch_task(store, task_id, digests.len(), "blobs per collection")?;
     let mut gc = get_json::<GcState>(store, &keys::gc_state())?.unwrap_or_default();
     expire_tombstones(store, &mut gc, now)?;
     let epoch = gc.epoch + 1;
@@ -526,6 +527,21 @@ fn collect_blobs(
     Ok(())
 }
 
+/// The checks a GC batch command starts with: at most [`MAX_COLLECT_BATCH`]
+/// items, and the task it counts into (if any) still active.
+fn batch_task(
+    store: &impl StateRead,
+    task_id: Option<&str>,
+    items: usize,
+    what: &str,
+) -> Result<Option<TaskRecord>, Refusal> {
+    if items > MAX_COLLECT_BATCH {
+        let message = format!("at most {MAX_COLLECT_BATCH} {what}, not {items}");
+        return Err(reject(RejectionKind::Invalid, message, None));
+    }
+    task_id.map(|id| active_task(store, id)).transpose()
+}
+
 fn prune_manifests(
     store: &mut impl StateWrite,
     task_id: Option<&str>,
@@ -534,11 +550,7 @@ fn prune_manifests(
     created_before_ms: u64,
     now: u64,
 ) -> Result<(), Refusal> {
-    if digests.len() > MAX_COLLECT_BATCH {
-        let message = format!("at most {MAX_COLLECT_BATCH} manifests per prune, not {}", digests.len());
-        return Err(reject(RejectionKind::Invalid, message, None));
-    }
-    let mut task = task_id.map(|id| active_task(store, id)).transpose()?;
+    let mut task = batch_task(store, task_id, digests.len(), "manifests per prune")?;
     // Judged on the repository as it was before this command: deleting an index
     // does not free its children until the next command, which is conservative.
     let graph = RepoGraph::read(store, repo)?;
@@ -571,36 +583,19 @@ impl RepoGraph {
     pub fn read<S: StateRead + ?Sized>(store: &S, repo: &str) -> Result<Self, StoreError> {
         let mut graph = RepoGraph::default();
         let prefix = keys::repo_manifest_prefix(repo);
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = store.scan(&prefix, after.as_deref(), SCAN_PAGE)?;
-            let done = page.len() < SCAN_PAGE;
-            for (key, value) in page {
-                let (digest, _) = Digest::from_key_bytes(&key[prefix.len()..])
-                    .ok_or_else(|| StoreError("malformed manifest key".into()))?;
-                let record: ManifestRecord = decode(&value)?;
-                graph.children.extend(record.manifests.iter().cloned());
-                graph.present.insert(digest.clone());
-                graph.manifests.push((digest, record));
-                after = Some(key);
-            }
-            if done {
-                break;
-            }
-        }
-        let prefix = keys::tag_prefix(repo);
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = store.scan(&prefix, after.as_deref(), SCAN_PAGE)?;
-            let done = page.len() < SCAN_PAGE;
-            for (key, value) in page {
-                graph.tagged.insert(decode::<TagRecord>(&value)?.digest);
-                after = Some(key);
-            }
-            if done {
-                break;
-            }
-        }
+        for_each_entry(store, &prefix, |key, value| {
+            let (digest, _) = Digest::from_key_bytes(&key[prefix.len()..])
+                .ok_or_else(|| StoreError("malformed manifest key".into()))?;
+            let record: ManifestRecord = decode(value)?;
+            graph.children.extend(record.manifests.iter().cloned());
+            graph.present.insert(digest.clone());
+            graph.manifests.push((digest, record));
+            Ok(())
+        })?;
+        for_each_entry(store, &keys::tag_prefix(repo), |_, value| {
+            graph.tagged.insert(decode::<TagRecord>(value)?.digest);
+            Ok(())
+        })?;
         Ok(graph)
     }
 
