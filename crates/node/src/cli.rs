@@ -105,6 +105,9 @@ pub struct ServeArgs {
     pub data_dir: Option<PathBuf>,
     #[arg(long, env = "FLOTILLA_NODE_ID")]
     pub node_id: Option<u64>,
+    /// `true`: node id = --node-id (default 1) + the ordinal ending the host name (`flotilla-2`: 2).
+    #[arg(long, env = "FLOTILLA_NODE_ID_FROM_HOSTNAME")]
+    pub node_id_from_hostname: Option<bool>,
     #[arg(long, env = "FLOTILLA_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
     #[arg(long, env = "FLOTILLA_RPC_ADDR")]
@@ -120,6 +123,10 @@ pub struct ServeArgs {
     /// Comma-separated addresses of existing nodes.
     #[arg(long, env = "FLOTILLA_JOIN", value_delimiter = ',')]
     pub join: Option<Vec<String>>,
+    /// `true`: the node listed first in --join, without state, creates the
+    /// cluster once every other listed node is up and in no cluster.
+    #[arg(long, env = "FLOTILLA_BOOTSTRAP_IF_FIRST")]
+    pub bootstrap_if_first: Option<bool>,
     #[arg(long, env = "FLOTILLA_ZONE")]
     pub zone: Option<String>,
     #[arg(long, env = "FLOTILLA_CAPACITY")]
@@ -142,6 +149,8 @@ pub struct ServeArgs {
     pub scrub_rate: Option<u64>,
     #[arg(long, env = "FLOTILLA_SCRUB_INTERVAL")]
     pub scrub_interval: Option<String>,
+    #[arg(long, env = "FLOTILLA_AUTO_REPAIR")]
+    pub auto_repair: Option<bool>,
     #[arg(long, env = "FLOTILLA_READ_CONSISTENCY")]
     pub read_consistency: Option<String>,
     #[arg(long, env = "FLOTILLA_MAX_MANIFEST_BYTES")]
@@ -188,10 +197,12 @@ impl ServeArgs {
         overlay!(
             data_dir,
             node_id,
+            node_id_from_hostname,
             http_addr,
             rpc_addr,
             gossip_addr,
             join,
+            bootstrap_if_first,
             capacity,
             replication_factor,
             voters,
@@ -202,6 +213,7 @@ impl ServeArgs {
             copy_rate,
             scrub_rate,
             scrub_interval,
+            auto_repair,
             read_consistency,
             max_manifest_bytes,
             max_blob_bytes,
@@ -236,6 +248,7 @@ impl ServeArgs {
         if self.zone.is_some() {
             config.zone = self.zone;
         }
+        config.resolve_node_id()?;
         config.validate()?;
         Ok(config)
     }
@@ -268,5 +281,25 @@ mod tests {
         let config = args.into_config().unwrap();
         assert_eq!(config.node_id, 9, "flag wins over file");
         assert_eq!(config.replication_factor, 5, "file wins over default");
+    }
+
+    #[test]
+    fn the_statefulset_settings_are_flags_too() {
+        let cli = Cli::try_parse_from([
+            "flotilla",
+            "serve",
+            "--bootstrap-if-first",
+            "true",
+            "--node-id-from-hostname",
+            "false",
+            "--join",
+            "a:5001,b:5001",
+        ])
+        .unwrap();
+        let Some(Commands::Serve(args)) = cli.command else { panic!("serve expected") };
+        let config = args.into_config().unwrap();
+        assert!(config.bootstrap_if_first);
+        assert!(!config.node_id_from_hostname);
+        assert_eq!(config.join, ["a:5001", "b:5001"]);
     }
 }

@@ -18,6 +18,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// This node's id, unique in the cluster and never reused. Defaults to 1.
     pub node_id: u64,
+    /// Add the ordinal at the end of the host name to `node_id`: with the
+    /// default `node_id` 1, StatefulSet pod `flotilla-0` is node 1 and
+    /// `flotilla-2` node 3 (`node_id` is the id of ordinal 0).
+    pub node_id_from_hostname: bool,
     /// HTTP listen address of every REST surface.
     pub http_addr: SocketAddr,
     /// gRPC listen address for Raft and inter-node RPC.
@@ -31,7 +35,13 @@ pub struct Config {
     /// UDP gossip address other nodes use to reach this node (defaults to `gossip_addr`).
     pub advertise_gossip: Option<String>,
     /// Addresses of existing nodes to join through; empty = bootstrap a new cluster.
+    /// This node's own `advertise_rpc` may be listed too: it is skipped.
     pub join: Vec<String>,
+    /// With the same `join` list on every node (a StatefulSet): the node listed
+    /// first, when it has no Raft state, creates a new cluster once every other
+    /// listed node answers that it is up and in no cluster. Every other node
+    /// waits to be admitted, as without this setting.
+    pub bootstrap_if_first: bool,
     /// Failure zone, for placing replicas in distinct zones.
     pub zone: Option<String>,
     /// Capacity weight for blob placement, in bytes of disk this node offers.
@@ -56,6 +66,10 @@ pub struct Config {
     pub scrub_rate: u64,
     /// Start a scrub this long after the last one (`7d`); `0s` = only on demand.
     pub scrub_interval: String,
+    /// Start a repair by itself when a fault may have left copies missing
+    /// (a blob acknowledged below its replication factor, a node back after
+    /// being down), once every data node is alive (`true`).
+    pub auto_repair: bool,
     /// `linearizable` (read index from the leader) or `local` (may be stale on a follower).
     pub read_consistency: String,
     /// Largest manifest accepted, bytes (the spec asks for at least 4 MiB).
@@ -95,6 +109,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./flotilla-data"),
             node_id: 1,
+            node_id_from_hostname: false,
             http_addr: ([127, 0, 0, 1], 5000).into(),
             rpc_addr: ([127, 0, 0, 1], 5001).into(),
             gossip_addr: ([127, 0, 0, 1], 5002).into(),
@@ -102,6 +117,7 @@ impl Default for Config {
             advertise_rpc: None,
             advertise_gossip: None,
             join: Vec::new(),
+            bootstrap_if_first: false,
             zone: None,
             capacity: 1 << 40,
             replication_factor: 3,
@@ -113,6 +129,7 @@ impl Default for Config {
             copy_rate: 100 << 20,
             scrub_rate: 32 << 20,
             scrub_interval: "7d".into(),
+            auto_repair: true,
             read_consistency: "linearizable".into(),
             max_manifest_bytes: 8 << 20,
             max_blob_bytes: 1 << 40,
@@ -202,6 +219,30 @@ impl Config {
         Ok(())
     }
 
+    /// With `node_id_from_hostname`, adds the ordinal of this machine's host
+    /// name (see [`hostname_ordinal`]) to `node_id`; otherwise leaves it alone.
+    pub fn resolve_node_id(&mut self) -> Result<(), ConfigError> {
+        if self.node_id_from_hostname {
+            let hostname =
+                system_hostname().map_err(|reason| ConfigError::Invalid { name: "node_id_from_hostname", reason })?;
+            self.node_id = node_id_of(self.node_id, &hostname)
+                .map_err(|reason| ConfigError::Invalid { name: "node_id_from_hostname", reason })?;
+        }
+        Ok(())
+    }
+
+    /// The `join` addresses other than this node's own advertised RPC address.
+    pub fn join_peers(&self) -> Vec<String> {
+        let own = self.advertised_rpc();
+        self.join.iter().filter(|member| !same_address(member, &own)).cloned().collect()
+    }
+
+    /// Whether this node's advertised RPC address is the first entry of `join`
+    /// (the node that may create the cluster under `bootstrap_if_first`).
+    pub fn is_first_in_join(&self) -> bool {
+        self.join.first().is_some_and(|first| same_address(first, &self.advertised_rpc()))
+    }
+
     /// The TLS files of inter-node gRPC, when all three are set.
     pub fn tls_files(&self) -> Option<TlsFiles> {
         let (ca, cert, key) = (self.tls_ca.clone()?, self.tls_cert.clone()?, self.tls_key.clone()?);
@@ -231,6 +272,47 @@ impl Config {
             }
         }
         self.gossip_addr.to_string()
+    }
+}
+
+/// Host names are case-insensitive; surrounding blanks are a typo, not a different node.
+fn same_address(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
+/// The id of the node on `hostname` when ordinal 0 is `first_id`.
+pub fn node_id_of(first_id: u64, hostname: &str) -> Result<u64, String> {
+    let ordinal = hostname_ordinal(hostname)?;
+    first_id.checked_add(ordinal).ok_or_else(|| format!("node_id {first_id} + ordinal {ordinal} is too large"))
+}
+
+/// The ordinal of a StatefulSet pod's host name: `flotilla-2` is 2. A fully
+/// qualified name counts by its first label (`flotilla-2.flotilla-peers.ns.svc.cluster.local`).
+pub fn hostname_ordinal(hostname: &str) -> Result<u64, String> {
+    let name = hostname.trim().split('.').next().unwrap_or_default();
+    let not_a_pod = || {
+        format!(
+            "host name `{}` does not end in `-<ordinal>` like a StatefulSet pod (`flotilla-2`); \
+             set node_id instead",
+            hostname.trim()
+        )
+    };
+    let (base, ordinal) = name.rsplit_once('-').ok_or_else(not_a_pod)?;
+    if base.is_empty() || ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(not_a_pod());
+    }
+    ordinal.parse().map_err(|_| not_a_pod())
+}
+
+/// This machine's host name (a pod's is its name): the kernel's, else `HOSTNAME`.
+fn system_hostname() -> Result<String, String> {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_owned());
+    match kernel {
+        Ok(name) if !name.is_empty() => Ok(name),
+        _ => match std::env::var("HOSTNAME") {
+            Ok(name) if !name.trim().is_empty() => Ok(name.trim().to_owned()),
+            _ => Err("cannot read the host name (/proc/sys/kernel/hostname, HOSTNAME)".into()),
+        },
     }
 }
 
@@ -286,6 +368,69 @@ mod tests {
         assert!(config.validate().is_err());
         let config = Config { node_id: 1 << 48, ..Config::default() };
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn a_statefulset_ordinal_is_added_to_the_first_id() {
+        assert_eq!(node_id_of(1, "flotilla-0"), Ok(1));
+        assert_eq!(node_id_of(1, "flotilla-2"), Ok(3));
+        assert_eq!(node_id_of(101, "flotilla-b-2"), Ok(103), "a second StatefulSet numbered from 101");
+        assert_eq!(node_id_of(1, "my-registry-flotilla-41\n"), Ok(42));
+        assert_eq!(node_id_of(1, "flotilla-2.flotilla-peers.prod.svc.cluster.local"), Ok(3));
+        for bad in ["flotilla", "flotilla-", "-3", "flotilla-a", "flotilla-1a", "flotilla-+1", "", "node1.example"] {
+            let error = node_id_of(1, bad).unwrap_err();
+            assert!(error.contains("-<ordinal>") && error.contains("set node_id"), "{bad}: {error}");
+        }
+        assert!(node_id_of(1, &format!("flotilla-{}", u64::MAX)).unwrap_err().contains("too large"));
+        assert!(hostname_ordinal("flotilla-99999999999999999999999").is_err());
+        // The range check of validate() applies to the derived id too.
+        let config = Config { node_id: node_id_of(1, "flotilla-281474976710655").unwrap(), ..Config::default() };
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn the_host_name_sets_node_id_only_when_asked() {
+        let mut config = Config { node_id: 7, ..Config::default() };
+        config.resolve_node_id().unwrap();
+        assert_eq!(config.node_id, 7, "off by default");
+        // This test machine's name may or may not end in an ordinal: either the
+        // id follows it or the error names the setting.
+        let mut config = Config { node_id: 7, node_id_from_hostname: true, ..Config::default() };
+        match (config.resolve_node_id(), system_hostname()) {
+            (Ok(()), Ok(name)) => assert_eq!(Ok(config.node_id), node_id_of(7, &name)),
+            (Err(ConfigError::Invalid { name, reason }), _) => {
+                assert_eq!(name, "node_id_from_hostname");
+                assert!(reason.contains("host name"), "{reason}");
+            }
+            (result, name) => panic!("{result:?} for {name:?}"),
+        }
+    }
+
+    #[test]
+    fn the_join_list_skips_this_node_and_knows_who_is_first() {
+        let peers = |pod: u8| Config {
+            advertise_rpc: Some(format!("flotilla-{pod}.flotilla-peers.ns.svc.cluster.local:5001")),
+            join: (0..3).map(|i| format!("flotilla-{i}.flotilla-peers.ns.svc.cluster.local:5001")).collect(),
+            ..Config::default()
+        };
+        let first = peers(0);
+        assert!(first.is_first_in_join());
+        assert_eq!(
+            first.join_peers(),
+            [
+                "flotilla-1.flotilla-peers.ns.svc.cluster.local:5001",
+                "flotilla-2.flotilla-peers.ns.svc.cluster.local:5001"
+            ]
+        );
+        let third = peers(2);
+        assert!(!third.is_first_in_join());
+        assert_eq!(third.join_peers().len(), 2);
+        assert!(!third.join_peers().iter().any(|peer| peer.starts_with("flotilla-2.")));
+        // Without advertise_rpc the listen address is this node's address.
+        let local = Config { join: vec!["127.0.0.1:5001".into(), "127.0.0.2:5001".into()], ..Config::default() };
+        assert!(local.is_first_in_join());
+        assert_eq!(local.join_peers(), ["127.0.0.2:5001"]);
+        assert!(!Config::default().is_first_in_join(), "an empty join list has no first");
     }
 
     #[test]

@@ -47,8 +47,7 @@ pub async fn serve_http(
 /// The whole HTTP surface of a node; upload-session requests of sessions
 /// held by another node go there.
 pub fn router(state: AppState, metrics: Arc<Metrics>, uploads: Arc<UploadForwarder>) -> Router {
-    let health =
-        Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(readyz)).with_state(state.clone());
+    let health = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(state.clone());
     let metrics_route = Router::new().route("/metrics", get(telemetry::serve_metrics)).with_state(metrics.clone());
     Router::new()
         .merge(flotilla_api::oci::router(&state))
@@ -59,6 +58,21 @@ pub fn router(state: AppState, metrics: Arc<Metrics>, uploads: Arc<UploadForward
         .merge(metrics_route)
         .layer(axum::middleware::from_fn_with_state(uploads, upload_forward::forward_uploads))
         .layer(axum::middleware::from_fn_with_state(metrics, telemetry::track))
+}
+
+/// Alive unless this node's Raft has stopped for good: openraft stops it on
+/// a storage error (a full disk, a failed fsync) and only a restart brings
+/// it back, so a liveness probe must see it.
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    let running = state.meta.raft().metrics().borrow().running_state.clone();
+    liveness(&running)
+}
+
+fn liveness(running: &Result<(), openraft::error::Fatal<flotilla_raft::NodeId>>) -> (StatusCode, String) {
+    match running {
+        Ok(()) => (StatusCode::OK, "ok".into()),
+        Err(fatal) => (StatusCode::SERVICE_UNAVAILABLE, format!("raft stopped; restart the node: {fatal}")),
+    }
 }
 
 /// Ready when this node knows a leader and can fence a read through it.
@@ -101,4 +115,17 @@ pub async fn serve_rpc(
         .serve_with_shutdown(addr, shutdown.cancelled_owned())
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_raft_fails_the_liveness_probe() {
+        assert_eq!(liveness(&Ok(())), (StatusCode::OK, "ok".into()));
+        let (status, body) = liveness(&Err(openraft::error::Fatal::Panicked));
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("restart"), "{body}");
+    }
 }

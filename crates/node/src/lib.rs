@@ -43,6 +43,7 @@ use flotilla_storage::Engine;
 use crate::blobs::maintain::Maintainer;
 use crate::blobs::peer::BlobPeers;
 use crate::blobs::replicated::ReplicatedBlobStore;
+use crate::blobs::RepairDebt;
 use crate::cluster::admin::NodeAdmin;
 use crate::cluster::join::{join, Joined};
 use crate::cluster::liveness::LivenessTable;
@@ -101,7 +102,7 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     // The guard against another cluster's Raft traffic is on before the RPC
     // server starts: a known cluster's id, or a new cluster's id chosen now.
     // (A new node joining learns its cluster's id from the join reply.)
-    let new_cluster_id = match catalog.settings()? {
+    let mut new_cluster_id = match catalog.settings()? {
         Some(settings) => {
             flotilla_raft::network::cluster_id::set(&settings.cluster_id);
             None
@@ -153,7 +154,9 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     let rpc = tokio::spawn(http::serve_rpc(config.rpc_addr, services, tls, shutdown.clone()));
 
     tracing::info!("step 4: forming the cluster");
-    form_cluster(&config, &meta, &catalog, &shutdown).await?;
+    if let Some(id) = form_cluster(&config, &meta, &catalog, &shutdown).await? {
+        new_cluster_id = Some(id);
+    }
     raft.wait(Some(LEADER_WAIT))
         .metrics(|m| m.current_leader.is_some(), "a leader is elected")
         .await
@@ -174,7 +177,14 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         shutdown.clone(),
     )
     .await?;
-    let replicated = Arc::new(ReplicatedBlobStore::new(view.clone(), blobs.clone(), peers.clone(), liveness.clone()));
+    let repair_debt = RepairDebt::default();
+    let replicated = Arc::new(ReplicatedBlobStore::new(
+        view.clone(),
+        blobs.clone(),
+        peers.clone(),
+        liveness.clone(),
+        repair_debt.clone(),
+    ));
 
     tracing::info!(addr = %config.http_addr, "step 6: serving HTTP");
     let state = AppState {
@@ -222,6 +232,15 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         peers: peers.clone(),
     };
     workers.push(tokio::spawn(runner.run(shutdown.clone())));
+    if config.auto_repair {
+        let auto_repair = tasks::auto_repair::AutoRepair {
+            meta: meta.clone(),
+            view: view.clone(),
+            liveness: liveness.clone(),
+            debt: repair_debt,
+        };
+        workers.push(tokio::spawn(auto_repair.run(shutdown.clone())));
+    }
     let reclaimer = tasks::reclaim::Reclaimer {
         meta: meta.clone(),
         local: blobs,
@@ -239,6 +258,7 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     };
     workers.push(tokio::spawn(liveness.run_roster(membership.view.clone(), shutdown.clone())));
     workers.push(tokio::spawn(membership.run(shutdown.clone())));
+    workers.push(tokio::spawn(exit_when_raft_stops(raft.clone(), shutdown.clone())));
 
     tracing::info!("flotilla is ready");
     shutdown.cancelled().await;
@@ -253,24 +273,44 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     Ok(())
 }
 
+/// Fails stop: openraft stops a node's Raft for good on a storage error (a
+/// full disk, a failed fsync) and only a restart brings it back, with
+/// nothing lost (every write was synced or not acknowledged). So the process
+/// exits with status 1, and its supervisor (systemd, the container engine,
+/// Kubernetes) starts it again.
+async fn exit_when_raft_stops(raft: flotilla_raft::types::Raft, shutdown: CancellationToken) {
+    let mut metrics = raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow().running_state {
+            tracing::error!(%fatal, "raft stopped on an unrecoverable error; exiting so that the node is restarted");
+            eprintln!("flotilla: raft stopped: {fatal}; exiting so that the node is restarted");
+            std::process::exit(1);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = metrics.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
 /// Bootstraps a one-member cluster on a new node without `--join`; with
 /// `--join`, asks the listed members to admit this node (a node that already
-/// has state asks too, so that it is refused if it belongs elsewhere).
+/// has state asks too, so that it is refused if it belongs elsewhere). Under
+/// `bootstrap_if_first` the join may end in creating the cluster here; then
+/// the new cluster's id is returned.
 async fn form_cluster(
     config: &Config,
     meta: &MetaClient,
     catalog: &Catalog,
     shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<String>> {
     let raft = meta.raft();
     let initialized = raft.is_initialized().await?;
     if config.join.is_empty() {
         if !initialized {
-            let address = NodeAddr { rpc_addr: config.advertised_rpc(), http_addr: config.advertised_http() };
-            raft.initialize(BTreeMap::from([(config.node_id, address)])).await?;
-            tracing::info!(node_id = config.node_id, "initialized a new single-node cluster");
+            initialize_alone(config, raft).await?;
         }
-        return Ok(());
+        return Ok(None);
     }
     let local_cluster_id = match catalog.settings()? {
         Some(settings) => Some(settings.cluster_id),
@@ -281,9 +321,24 @@ async fn form_cluster(
         Joined::Admitted { cluster_id, leader_id } => {
             flotilla_raft::network::cluster_id::set(&cluster_id);
             tracing::info!(%cluster_id, leader_id, "admitted; catching up with the leader");
+            Ok(None)
         }
-        Joined::NoAnswer => {}
+        Joined::NoAnswer => Ok(None),
+        Joined::Bootstrap => {
+            // The guard against other clusters' Raft traffic holds from here on.
+            let cluster_id = bootstrap::new_cluster_id();
+            flotilla_raft::network::cluster_id::set(&cluster_id);
+            initialize_alone(config, raft).await?;
+            Ok(Some(cluster_id))
+        }
     }
+}
+
+/// Makes this node the one member of a new cluster.
+async fn initialize_alone(config: &Config, raft: &flotilla_raft::types::Raft) -> anyhow::Result<()> {
+    let address = NodeAddr { rpc_addr: config.advertised_rpc(), http_addr: config.advertised_http() };
+    raft.initialize(BTreeMap::from([(config.node_id, address)])).await?;
+    tracing::info!(node_id = config.node_id, "initialized a new single-node cluster");
     Ok(())
 }
 

@@ -88,18 +88,26 @@ impl MetaClient {
             match self.raft.client_write(request.clone()).await {
                 Ok(written) => return Ok(written.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                    if let Some(leader) = forward.leader_node {
-                        match rpc_forward(&leader.rpc_addr, request).await {
-                            Ok(response) => return Ok(response),
-                            Err(ForwardError::Fatal(message)) => return Err(MetaError::Fatal(message)),
-                            Err(error) => tracing::debug!(%error, "forward failed; retrying"),
+                    if let (Some(leader_id), Some(leader)) = (forward.leader_id, forward.leader_node) {
+                        // A leader cut off from this node never answers; once
+                        // another leads, ask that one (the request id keeps a
+                        // command the old one commits after all from applying twice).
+                        tokio::select! {
+                            forwarded = rpc_forward(&leader.rpc_addr, request) => match forwarded {
+                                Ok(response) => return Ok(response),
+                                Err(ForwardError::Fatal(message)) => return Err(MetaError::Fatal(message)),
+                                Err(error) => tracing::debug!(%error, "forward failed; retrying"),
+                            },
+                            () = leader_changes_from(&self.raft, leader_id) => {
+                                tracing::debug!(leader_id, "the leader changed while forwarding; retrying");
+                            }
                         }
                     }
                 }
                 Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(error))) => {
                     return Err(MetaError::Fatal(error.to_string()));
                 }
-                Err(RaftError::Fatal(fatal)) => return Err(MetaError::Fatal(fatal.to_string())),
+                Err(RaftError::Fatal(fatal)) => return Err(node_stopped(fatal)),
             }
             tokio::time::sleep(RETRY_BACKOFF).await;
         }
@@ -131,7 +139,7 @@ impl MetaClient {
             .applied_index_at_least(index, "linearizable read")
             .await
             .map(|_| ())
-            .map_err(|error| MetaError::Fatal(error.to_string()))
+            .map_err(|error| MetaError::Unavailable(format!("this node stopped waiting for its replica: {error}")))
     }
 
     /// The local replica without a barrier: for content addressed by digest,
@@ -169,17 +177,40 @@ async fn read_index(raft: &Raft) -> Result<Option<u64>, MetaError> {
     loop {
         let leader = match raft.get_read_log_id().await {
             Ok((read_log_id, _applied)) => return Ok(read_log_id.map(|log_id| log_id.index)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => forward.leader_node,
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
+                forward.leader_id.zip(forward.leader_node)
+            }
             Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => None,
-            Err(RaftError::Fatal(fatal)) => return Err(MetaError::Fatal(fatal.to_string())),
+            Err(RaftError::Fatal(fatal)) => return Err(node_stopped(fatal)),
         };
-        if let Some(leader) = leader {
-            match rpc_read_index(&leader.rpc_addr).await {
-                Ok(index) => return Ok(index),
-                Err(error) => tracing::debug!(%error, "read index failed; retrying"),
+        if let Some((leader_id, leader)) = leader {
+            tokio::select! {
+                asked = rpc_read_index(&leader.rpc_addr) => match asked {
+                    Ok(index) => return Ok(index),
+                    Err(error) => tracing::debug!(%error, "read index failed; retrying"),
+                },
+                () = leader_changes_from(raft, leader_id) => {
+                    tracing::debug!(leader_id, "the leader changed while asking for the read index; retrying");
+                }
             }
         }
         tokio::time::sleep(RETRY_BACKOFF).await;
+    }
+}
+
+/// This node's Raft stopped (a storage error): the cluster may well serve
+/// the request elsewhere, and this node exits to be restarted, so the
+/// client is told to retry.
+fn node_stopped(fatal: openraft::error::Fatal<NodeId>) -> MetaError {
+    MetaError::Unavailable(format!("this node's raft stopped ({fatal}); retry, through another node if need be"))
+}
+
+/// Resolves once this node knows a leader other than `leader` (or none).
+async fn leader_changes_from(raft: &Raft, leader: NodeId) {
+    let changed = raft.wait(None).metrics(|metrics| metrics.current_leader != Some(leader), "a leader change").await;
+    if changed.is_err() {
+        // Raft is shutting down: never resolve, the other branch ends the call.
+        std::future::pending::<()>().await;
     }
 }
 

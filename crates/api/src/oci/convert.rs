@@ -75,6 +75,10 @@ pub fn blob_error(error: BlobError, not_found: OciErrorCode) -> OciError {
         }
         BlobError::Unavailable(message) => OciError::new(OciErrorCode::Unavailable, message)
             .with_header(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS)),
+        BlobError::Io(error) if error.kind() == std::io::ErrorKind::StorageFull => {
+            OciError::new(OciErrorCode::Unavailable, "a disk of the registry is full; free space or add a node")
+                .with_status(StatusCode::INSUFFICIENT_STORAGE)
+        }
         other => OciError::internal(other),
     }
 }
@@ -123,4 +127,18 @@ pub fn limit_stream(stream: ByteStream, limit: u64) -> ByteStream {
         }
         Ok(chunk)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_507_and_other_io_errors_stay_internal() {
+        let full = blob_error(BlobError::Io(std::io::ErrorKind::StorageFull.into()), OciErrorCode::BlobUnknown);
+        assert_eq!(full.status, StatusCode::INSUFFICIENT_STORAGE);
+        assert!(full.message.contains("full"), "{}", full.message);
+        let other = blob_error(BlobError::Io(std::io::Error::other("boom")), OciErrorCode::BlobUnknown);
+        assert_eq!(other.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }

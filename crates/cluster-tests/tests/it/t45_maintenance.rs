@@ -9,7 +9,9 @@
 //! - adding a node moves at most 1.15 × the ideal bytes, and the optimize task
 //!   that follows drops the copies the old owners no longer need;
 //! - the leader killed in the middle of a rebalance: the new leader finishes
-//!   it and nothing is lost.
+//!   it and nothing is lost;
+//! - with no operator at all, an owner that was down gets what it missed
+//!   (the automatic repair).
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -126,9 +128,16 @@ fn wait_for_optimizations(sandbox: &Sandbox, index: usize) -> anyhow::Result<()>
     })
 }
 
+/// A cluster where only the operator starts repairs (so a test sees what is missing).
+fn cluster_without_auto_repair(nodes: usize) -> Sandbox {
+    let sandbox = Sandbox::builder().nodes(nodes).env("FLOTILLA_AUTO_REPAIR", "false").build().expect("sandbox");
+    sandbox.wait_until_formed(nodes.min(3), Duration::from_secs(60)).expect("cluster formed");
+    sandbox
+}
+
 #[test]
 fn repair_copies_what_an_owner_missed_while_it_was_down() {
-    let sandbox = cluster(3);
+    let sandbox = cluster_without_auto_repair(3);
     run_printing_logs(&sandbox, |sandbox| {
         let leader = sandbox.leader_index(0)?;
         let down = (0..3).find(|index| *index != leader && *index != 0).context("a follower")?;
@@ -168,7 +177,7 @@ fn repair_copies_what_an_owner_missed_while_it_was_down() {
 
 #[test]
 fn a_four_node_cluster_with_r3_that_loses_a_node_for_good_gets_every_blob_back_to_three_copies() {
-    let sandbox = cluster(4);
+    let sandbox = cluster_without_auto_repair(4);
     run_printing_logs(&sandbox, |sandbox| {
         let layout = wait_for_synced_layout(sandbox, 0, 1, &[1, 2, 3, 4])?;
         let name = repo("t45", "lost");
@@ -197,6 +206,44 @@ fn a_four_node_cluster_with_r3_that_loses_a_node_for_good_gets_every_blob_back_t
             let reply = client.get_blob(&name, digest)?.expect_status(200)?;
             ensure!(&sha256_digest(&reply.body) == digest);
         }
+        Ok(())
+    });
+}
+
+#[test]
+fn an_owner_that_was_down_gets_what_it_missed_with_no_operator_step() {
+    let sandbox = cluster(3);
+    run_printing_logs(&sandbox, |sandbox| {
+        let leader = sandbox.leader_index(0)?;
+        let down = (0..3).find(|index| *index != leader).context("a follower")?;
+        sandbox.node(down).kill9();
+        // Long enough for gossip to call it down, so the leader sees it come back too.
+        sandbox.wait_for_liveness(&[leader], down, "down", Duration::from_secs(30))?;
+        let name = repo("t45", "auto");
+        let digests: Vec<String> =
+            push_blobs(sandbox, &name, 20, 1_000, 50_000)?.into_iter().map(|(digest, _)| digest).collect();
+        ensure!(copies(sandbox, &[down], &digests).values().all(|count| *count == 0), "node {down} missed the writes");
+        sandbox.node(down).restart()?;
+
+        let counts = wait::until_some(
+            "every blob back at 3 copies",
+            Duration::from_secs(60),
+            Duration::from_millis(250),
+            || {
+                let counts = copies(sandbox, &[0, 1, 2], &digests);
+                if counts.values().all(|count| *count == 3) {
+                    Ok(Some(counts))
+                } else {
+                    Err(format!("copies: {counts:?}"))
+                }
+            },
+        )?;
+        ensure!(counts.len() == digests.len());
+        let tasks = sandbox.cluster_get(0, "tasks")?;
+        let repairs: Vec<&Value> =
+            tasks["tasks"].as_array().context("tasks")?.iter().filter(|task| task["kind"] == "repair").collect();
+        ensure!(!repairs.is_empty() && repairs.iter().all(|task| task["trigger"] == "schedule"), "{tasks}");
+        ensure!(sandbox.metric(down, "flotilla_repair_copied_blobs_total")? == digests.len() as f64);
         Ok(())
     });
 }

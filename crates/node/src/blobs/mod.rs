@@ -14,6 +14,9 @@ pub mod replicated;
 pub mod service;
 pub mod sync;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use flotilla_raft::NodeId;
 use flotilla_storage::blob_store::{BlobError, BlobStore};
 use flotilla_storage::Digest;
@@ -21,6 +24,30 @@ use flotilla_storage::Digest;
 use self::peer::BlobPeers;
 use crate::cluster::ClusterView;
 use crate::placement;
+
+/// Whether this node has acknowledged a blob with fewer copies than its
+/// replication factor since the last repair it asked for (a write that
+/// succeeded on a quorum while an owner was down or cut off). The repair
+/// trigger (`tasks::auto_repair`) pays the debt once every owner is back.
+#[derive(Debug, Clone, Default)]
+pub struct RepairDebt(Arc<AtomicBool>);
+
+impl RepairDebt {
+    /// A copy is missing somewhere.
+    pub fn incur(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a copy may be missing.
+    pub fn is_owed(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// A repair that started after the debt was incurred will copy it.
+    pub fn settle(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
 
 /// The partition of a blob: from the leading bits of its hash.
 pub fn partition_of(digest: &Digest, partitions: u32) -> u32 {

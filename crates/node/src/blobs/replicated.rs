@@ -34,8 +34,8 @@ use flotilla_storage::blob_store::{stream_reader, BlobError, BlobStore, ByteStre
 use flotilla_storage::fs::FsBlobStore;
 use flotilla_storage::{ByteRange, Digest};
 
-use super::partition_of;
 use super::peer::{BlobPeers, STREAM_IDLE_TIMEOUT};
+use super::{partition_of, RepairDebt};
 use crate::cluster::liveness::{Liveness, LivenessTable};
 use crate::cluster::ClusterView;
 
@@ -63,11 +63,19 @@ pub struct ReplicatedBlobStore {
     local: Arc<FsBlobStore>,
     peers: BlobPeers,
     liveness: LivenessTable,
+    /// Set when a blob is acknowledged below its replication factor.
+    repair_debt: RepairDebt,
 }
 
 impl ReplicatedBlobStore {
-    pub fn new(view: Arc<ClusterView>, local: Arc<FsBlobStore>, peers: BlobPeers, liveness: LivenessTable) -> Self {
-        ReplicatedBlobStore { view, local, peers, liveness }
+    pub fn new(
+        view: Arc<ClusterView>,
+        local: Arc<FsBlobStore>,
+        peers: BlobPeers,
+        liveness: LivenessTable,
+        repair_debt: RepairDebt,
+    ) -> Self {
+        ReplicatedBlobStore { view, local, peers, liveness, repair_debt }
     }
 
     fn targets(&self, digest: &Digest) -> Targets {
@@ -171,6 +179,7 @@ impl ReplicatedBlobStore {
             if !fanout.failed.is_empty() {
                 let missing: Vec<NodeId> = fanout.failed.iter().map(|(node, _)| *node).collect();
                 tracing::warn!(%digest, ?missing, stored = fanout.stored.len(), "blob stored below its replication factor; repair will copy it");
+                self.repair_debt.incur();
             }
             return Ok(fanout.stored[0].1);
         }

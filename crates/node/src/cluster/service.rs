@@ -7,7 +7,9 @@
 //!
 //! A join is refused, never retried by the joiner, when the node belongs to
 //! another cluster, when its id was removed, or when its id is already a
-//! member at other addresses.
+//! member at other addresses. A node without a leader answers `UNAVAILABLE`,
+//! or [`NO_CLUSTER`](super::join::NO_CLUSTER) when it is in no cluster at all
+//! (what `bootstrap_if_first` waits to hear from every listed node).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use flotilla_raft::client::now_ms;
 use flotilla_raft::network::client::endpoint;
 use flotilla_raft::{Command, MetaClient, MetaError, NodeAddr, NodeRecord, NodeState};
 
+use super::join::NO_CLUSTER;
 use super::ClusterView;
 use crate::proto::cluster::cluster_service_client::ClusterServiceClient;
 use crate::proto::cluster::cluster_service_server::{ClusterService, ClusterServiceServer};
@@ -47,6 +50,9 @@ impl ClusterService for ClusterRpc {
         match self.view.leader() {
             Some((leader, _)) if leader == self.view.node_id() => self.admit(request).await.map(Response::new),
             Some((_, addr)) => forward_join(&addr.rpc_addr, request).await.map(Response::new),
+            None if !self.view.raft().is_initialized().await.map_err(internal)? => {
+                Err(Status::new(NO_CLUSTER, format!("node {} is in no cluster yet; retry", self.view.node_id())))
+            }
             None => Err(Status::unavailable("no leader yet; retry")),
         }
     }
@@ -119,8 +125,21 @@ async fn forward_join(leader_rpc: &str, request: JoinRequest) -> Result<JoinRepl
         .timeout(FORWARD_TIMEOUT);
     let channel =
         endpoint.connect().await.map_err(|error| Status::unavailable(format!("leader unreachable: {error}")))?;
-    let reply = ClusterServiceClient::new(channel).join(request).await?;
+    let reply = ClusterServiceClient::new(channel).join(request).await.map_err(relayed)?;
     Ok(reply.into_inner())
+}
+
+/// The leader's refusal as this node passes it on. `NO_CLUSTER` speaks for
+/// the node that answers, and this node is in a cluster: whoever now answers
+/// at the leader's address is not that leader (it restarted empty there, and
+/// may be the very node asking to join), so the joiner must retry rather
+/// than count this node as empty.
+fn relayed(status: Status) -> Status {
+    if status.code() == NO_CLUSTER {
+        Status::unavailable(format!("the leader's address answers for no cluster ({}); retry", status.message()))
+    } else {
+        status
+    }
 }
 
 fn meta_status(error: MetaError) -> Status {
@@ -132,4 +151,22 @@ fn meta_status(error: MetaError) -> Status {
 
 fn internal(error: impl std::fmt::Display) -> Status {
     Status::internal(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_never_passes_on_an_answer_of_no_cluster() {
+        // A joiner that restarted empty at the leader's old address is asked
+        // by a follower that still takes it for the leader: the follower must
+        // not answer "no cluster" on its behalf.
+        let relayed_empty = relayed(Status::new(NO_CLUSTER, "node 1 is in no cluster yet; retry"));
+        assert_eq!(relayed_empty.code(), tonic::Code::Unavailable);
+        assert!(relayed_empty.message().contains("node 1 is in no cluster"), "{}", relayed_empty.message());
+        let refused = relayed(Status::failed_precondition("node id 4 was removed"));
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "refusals pass unchanged");
+        assert_eq!(relayed(Status::unavailable("no leader")).code(), tonic::Code::Unavailable);
+    }
 }

@@ -14,7 +14,9 @@
 //!   share on its own copies (`blobs::maintain`).
 //! - [`reclaim`] is the per-node worker that deletes the copies of collected
 //!   blobs and, rarely, stray copies nothing refers to.
+//! - [`auto_repair`] starts a repair after a fault may have left copies missing.
 
+pub mod auto_repair;
 pub mod gc;
 pub mod per_node;
 pub mod reclaim;

@@ -40,7 +40,9 @@ async fn handle_forward(raft: &Raft, request: Request) -> Result<Response, Forwa
         Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(error))) => {
             Err(ForwardError::Fatal(error.to_string()))
         }
-        Err(RaftError::Fatal(fatal)) => Err(ForwardError::Fatal(fatal.to_string())),
+        // This node stops for good (and exits to be restarted); the caller
+        // retries with whoever leads next.
+        Err(RaftError::Fatal(fatal)) => Err(ForwardError::Unavailable(format!("the leader's raft stopped: {fatal}"))),
     }
 }
 
@@ -54,7 +56,7 @@ async fn handle_read_index(raft: &Raft) -> Result<Option<u64>, ForwardError> {
         Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(error))) => {
             Err(ForwardError::Unavailable(error.to_string()))
         }
-        Err(RaftError::Fatal(fatal)) => Err(ForwardError::Fatal(fatal.to_string())),
+        Err(RaftError::Fatal(fatal)) => Err(ForwardError::Unavailable(format!("the leader's raft stopped: {fatal}"))),
     }
 }
 
