@@ -1,10 +1,34 @@
-//! Fault injection, workloads and history checkers for Flotilla clusters.
+//! # flotilla-chaos
 //!
-//! So far the checkers' core: [`linearizability`], a Wing–Gong search with
-//! memoization (as Knossos and Porcupine do) that decides whether a history
-//! of tag reads and writes, each with the real-time interval in which the
-//! client saw it, could have come from one register per tag, and shrinks a
-//! violation to a small failing history. The fault schedules and the
-//! workloads that produce histories follow (the chaos issue).
+//! Faults, a workload and history checkers for Flotilla clusters; the
+//! `flotilla-chaos` binary runs them against loopback processes or the
+//! containers of `deploy/compose`.
+//!
+//! ```text
+//!   schedule (seeded) ──► runner ──► target: kill, pause, cut, loss, disk, clock
+//!                           │
+//!   workload (clients) ──► recorder ──► checks: linearizable tags, acknowledged
+//!                                       content readable, replication restored,
+//!                                       one leader per term, no unexcused answer
+//! ```
+//!
+//! - [`schedule`]: the seeded list of faults; a seed replays its schedule.
+//! - [`target`]: what a fault needs from a cluster ([`target::loopback`],
+//!   [`target::docker`]).
+//! - [`workload`]: client threads that push, move tags, read and start tasks.
+//! - [`history`]: what the clients saw.
+//! - [`checks`] and [`linearizability`]: the promises checked after healing.
+//! - [`runner`] plays a run; [`report`] prints what it found.
 
+pub mod checks;
+pub mod history;
 pub mod linearizability;
+pub mod report;
+pub mod runner;
+pub mod schedule;
+pub mod target;
+pub mod workload;
+
+pub use report::Report;
+pub use runner::{run, RunOptions};
+pub use schedule::{Fault, FaultKind, Schedule};

@@ -43,9 +43,15 @@ pub struct OciClient {
 impl OciClient {
     /// A client for `base` (`http://host:port`, no trailing slash).
     pub fn new(base: &str, credentials: Credentials) -> Self {
+        OciClient::with_timeout(base, credentials, Duration::from_secs(120))
+    }
+
+    /// A client whose every request gives up after `timeout`.
+    pub fn with_timeout(base: &str, credentials: Credentials, timeout: Duration) -> Self {
         let http = Client::builder()
             .no_proxy()
-            .timeout(Duration::from_secs(120))
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .timeout(timeout)
             .build()
             .expect("building the reqwest client");
         OciClient { http, base: base.trim_end_matches('/').to_owned(), credentials }

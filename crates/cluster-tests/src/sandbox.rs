@@ -45,6 +45,8 @@ pub struct SandboxBuilder {
     ready_timeout: Duration,
     /// HTTP, RPC and gossip addresses for a one-node sandbox, instead of fresh ones.
     addresses: Option<[SocketAddr; 3]>,
+    /// Each data directory is a tmpfs of this many bytes (a disk of its own).
+    data_dir_bytes: Option<u64>,
 }
 
 impl SandboxBuilder {
@@ -56,7 +58,8 @@ impl SandboxBuilder {
         self
     }
 
-    /// An extra environment variable for every node.
+    /// An extra environment variable for every node; `{node}` in the value
+    /// becomes the node's index.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
         self
@@ -84,6 +87,13 @@ impl SandboxBuilder {
     /// How long each node may take to answer `/readyz` with 200 (default 90 s).
     pub fn ready_timeout(mut self, timeout: Duration) -> Self {
         self.ready_timeout = timeout;
+        self
+    }
+
+    /// Gives every node a disk of its own: a tmpfs of `bytes` mounted on its
+    /// data directory (needs root), so that one node's disk can fill up.
+    pub fn data_dir_tmpfs(mut self, bytes: u64) -> Self {
+        self.data_dir_bytes = Some(bytes);
         self
     }
 
@@ -130,6 +140,7 @@ impl Sandbox {
             admin_password: format!("pw-{}", hex::encode(rand::random::<[u8; 8]>())),
             ready_timeout: Duration::from_secs(90),
             addresses: None,
+            data_dir_bytes: None,
         }
     }
 
@@ -209,6 +220,9 @@ impl Drop for Sandbox {
         }
         for node in &self.nodes {
             node.kill9();
+            if node.data_dir_mounted {
+                let _ = Command::new("umount").arg("--lazy").arg(&node.data_dir).status();
+            }
         }
     }
 }
@@ -220,6 +234,8 @@ pub struct Node {
     rpc_addr: SocketAddr,
     gossip_addr: SocketAddr,
     data_dir: PathBuf,
+    /// Whether `data_dir` is a tmpfs of its own ([`SandboxBuilder::data_dir_tmpfs`]).
+    data_dir_mounted: bool,
     log_path: PathBuf,
     command_line: CommandLine,
     child: Mutex<Option<Child>>,
@@ -251,7 +267,7 @@ impl Node {
             // Logs go to a file that is printed into test output: no ANSI colours.
             ("NO_COLOR".to_owned(), "1".to_owned()),
         ];
-        env.extend(builder.env.iter().cloned());
+        env.extend(builder.env.iter().map(|(key, value)| (key.clone(), value.replace("{node}", &index.to_string()))));
         let command_line = CommandLine {
             binary: binary.to_owned(),
             env,
@@ -269,14 +285,22 @@ impl Node {
             };
             let data_dir = root.join(format!("node-{index}"));
             if data_dir.exists() {
+                if builder.data_dir_bytes.is_some() {
+                    // A previous attempt's tmpfs.
+                    let _ = Command::new("umount").arg(&data_dir).status();
+                }
                 std::fs::remove_dir_all(&data_dir)?;
             }
             std::fs::create_dir_all(&data_dir)?;
+            if let Some(bytes) = builder.data_dir_bytes {
+                mount_tmpfs(&data_dir, bytes)?;
+            }
             let node = Node {
                 index,
                 http_addr,
                 rpc_addr,
                 gossip_addr,
+                data_dir_mounted: builder.data_dir_bytes.is_some(),
                 data_dir,
                 log_path: root.join(format!("node-{index}.log")),
                 command_line: command_line.clone(),
@@ -491,6 +515,21 @@ impl Node {
             self.data_dir.display()
         )
     }
+}
+
+fn mount_tmpfs(dir: &Path, bytes: u64) -> anyhow::Result<()> {
+    let output = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+        .arg(dir)
+        .output()
+        .context("running mount")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "mounting a tmpfs on {} (needs root): {}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
 }
 
 /// `FLOTILLA_BIN`, else `flotilla` next to the directory holding the test

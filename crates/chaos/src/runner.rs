@@ -1,0 +1,297 @@
+//! One chaos run: start the workload, play the schedule's faults, heal, wait
+//! for the cluster to recover, then check everything the workload recorded.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use reqwest::Method;
+
+use flotilla_cluster_tests::content::sha256_digest;
+use flotilla_cluster_tests::OciClient;
+
+use crate::checks;
+use crate::history::{History, Recorder};
+use crate::report::{InjectedFault, Report};
+use crate::schedule::{Fault, FaultKind, Schedule, Who};
+use crate::target::Target;
+use crate::workload::{Workload, WorkloadOptions};
+
+/// How long the clients keep going after the last fault is healed.
+const AFTER_HEALING: Duration = Duration::from_secs(3);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub seed: u64,
+    /// How long the schedule of faults lasts.
+    pub length: Duration,
+    /// The kinds of fault to draw from.
+    pub kinds: Vec<FaultKind>,
+    pub workload: WorkloadOptions,
+    /// After the last fault is healed, the cluster must be whole again within this.
+    pub recovery_bound: Duration,
+    /// …and every acknowledged blob back at its replication factor within this.
+    pub replication_bound: Duration,
+}
+
+/// Undoes one fault.
+enum Heal {
+    Start(usize),
+    Resume(usize),
+    Network,
+    FreeDisk(usize),
+    Clock(usize),
+}
+
+/// Runs `options` against `target`. Faults a target cannot inject are left
+/// out of the schedule (and listed in the report).
+pub fn run(target: &mut dyn Target, options: &RunOptions) -> anyhow::Result<Report> {
+    let mut skipped = Vec::new();
+    let kinds: Vec<FaultKind> = options
+        .kinds
+        .iter()
+        .copied()
+        .filter(|kind| match target.supports(*kind) {
+            Ok(()) => true,
+            Err(reason) => {
+                skipped.push((*kind, reason));
+                false
+            }
+        })
+        .collect();
+    let schedule = Schedule::generate(options.seed, target.nodes(), options.length, &kinds);
+    eprint!("{schedule}");
+    let recorder = Arc::new(Recorder::new());
+    let urls: Vec<String> = (0..target.nodes()).map(|node| target.base_url(node)).collect();
+    let workload_options = WorkloadOptions { seed: options.seed, ..options.workload.clone() };
+    let workload = Workload::start(urls, target.credentials(), &workload_options, recorder.clone())?;
+    let mut injected = Vec::new();
+    let mut violations = Vec::new();
+    // (step, node): nodes that exited on their own and were started again.
+    let mut restarts = Vec::new();
+    for (index, step) in schedule.steps.iter().enumerate() {
+        std::thread::sleep(step.quiet);
+        let (heals, hit) = match inject(target, &step.fault) {
+            Ok(done) => done,
+            Err(error) => {
+                violations.push(format!("step {index} ({}): injecting failed: {error:#}", step.fault));
+                (vec![Heal::Network], None)
+            }
+        };
+        // In force from here (injecting takes a few commands).
+        let started = recorder.now();
+        eprintln!("chaos: step {index}: {} (node {hit:?}) for {:.1} s", step.fault, step.hold.as_secs_f64());
+        std::thread::sleep(step.hold);
+        for heal in heals.into_iter().rev() {
+            if let Err(error) = undo(target, heal) {
+                violations.push(format!("step {index} ({}): healing failed: {error:#}", step.fault));
+            }
+        }
+        match target.revive() {
+            Ok(revived) => restarts.extend(revived.into_iter().map(|node| (index, node))),
+            Err(error) => violations.push(format!("step {index}: restarting an exited node failed: {error:#}")),
+        }
+        injected.push(InjectedFault { step: index, fault: step.fault.clone(), node: hit, started_us: started });
+    }
+    let healed = Instant::now();
+    let recovery = wait_for_recovery(target, options.recovery_bound).map(|()| healed.elapsed());
+    // Clients keep going for a moment on the healed cluster.
+    std::thread::sleep(AFTER_HEALING.saturating_sub(healed.elapsed()));
+    workload.stop();
+    if let Err(error) = &recovery {
+        violations
+            .push(format!("the cluster did not recover within {:?} of healing: {error:#}", options.recovery_bound));
+    }
+    let mut history: History = recorder.snapshot();
+    let replication = checks::replication(target, &history, healed, options.replication_bound);
+    if let Err(error) = &replication {
+        violations.push(format!("{error:#}"));
+    }
+    violations.extend(checks::acknowledged_content(target, &history));
+    checks::final_tag_reads(target, &recorder, &mut history, options.workload.repos, options.workload.tags_per_repo);
+    violations.extend(checks::anomalies(&history));
+    violations.extend(checks::one_leader_per_term(&history));
+    let linearizability = checks::tags_linearizable(&history);
+    if let Err(message) = &linearizability {
+        violations.push(message.clone());
+    }
+    let failovers = checks::failover_times(&injected, &history);
+    Ok(Report {
+        seed: options.seed,
+        schedule,
+        skipped,
+        injected,
+        history,
+        violations,
+        failovers,
+        recovery: recovery.ok(),
+        restarts,
+        replication: replication.ok(),
+        logs: String::new(),
+    })
+}
+
+/// The node id of node `index` is `index + 1` on every target.
+fn leader_index(target: &dyn Target) -> anyhow::Result<usize> {
+    for node in 0..target.nodes() {
+        let client = OciClient::with_timeout(&target.base_url(node), target.credentials(), Duration::from_secs(2));
+        let Ok(reply) = client.call(Method::GET, "/_cluster/state") else { continue };
+        if let Some(leader) = reply.json().ok().and_then(|state| state["leader"].as_u64()) {
+            return Ok(leader as usize - 1);
+        }
+    }
+    anyhow::bail!("no node names a leader")
+}
+
+fn resolve(target: &dyn Target, who: Who) -> anyhow::Result<usize> {
+    let leader = leader_index(target)?;
+    Ok(match who {
+        Who::Leader => leader,
+        Who::Follower(n) => {
+            let followers: Vec<usize> = (0..target.nodes()).filter(|node| *node != leader).collect();
+            followers[n % followers.len()]
+        }
+    })
+}
+
+fn cut_between(target: &mut dyn Target, one: &[usize], other: &[usize]) -> anyhow::Result<()> {
+    for &a in one {
+        for &b in other {
+            target.cut(a, b)?;
+            target.cut(b, a)?;
+        }
+    }
+    Ok(())
+}
+
+/// Injects `fault`; what undoes it, and the node it hit (if one).
+fn inject(target: &mut dyn Target, fault: &Fault) -> anyhow::Result<(Vec<Heal>, Option<usize>)> {
+    let all: Vec<usize> = (0..target.nodes()).collect();
+    let others = |node: usize| all.iter().copied().filter(|other| *other != node).collect::<Vec<_>>();
+    Ok(match fault {
+        Fault::Kill(who) => {
+            let node = resolve(target, *who)?;
+            target.kill(node)?;
+            (vec![Heal::Start(node)], Some(node))
+        }
+        Fault::Pause(who) => {
+            let node = resolve(target, *who)?;
+            target.pause(node)?;
+            (vec![Heal::Resume(node)], Some(node))
+        }
+        Fault::Isolate(who) => {
+            let node = resolve(target, *who)?;
+            cut_between(target, &[node], &others(node)).context("isolating")?;
+            (vec![Heal::Network], Some(node))
+        }
+        Fault::Split { minority, with_leader } => {
+            let leader = leader_index(target)?;
+            let followers = others(leader);
+            let small: Vec<usize> = if *with_leader {
+                std::iter::once(leader).chain(followers.iter().copied().take(minority - 1)).collect()
+            } else {
+                followers.iter().copied().take(*minority).collect()
+            };
+            let large: Vec<usize> = all.iter().copied().filter(|node| !small.contains(node)).collect();
+            cut_between(target, &small, &large).context("splitting")?;
+            (vec![Heal::Network], with_leader.then_some(leader))
+        }
+        Fault::Bridge(who) => {
+            let bridge = resolve(target, *who)?;
+            let rest = others(bridge);
+            let (left, right) = rest.split_at(rest.len() / 2);
+            cut_between(target, left, right).context("bridging")?;
+            (vec![Heal::Network], Some(bridge))
+        }
+        Fault::OneWay(who) => {
+            let node = resolve(target, *who)?;
+            for other in others(node) {
+                target.cut(node, other)?;
+            }
+            (vec![Heal::Network], Some(node))
+        }
+        Fault::Loss { who, percent } => {
+            let node = resolve(target, *who)?;
+            let probability = f64::from(*percent) / 100.0;
+            for other in others(node) {
+                target.lossy(node, other, probability)?;
+                target.lossy(other, node, probability)?;
+            }
+            (vec![Heal::Network], Some(node))
+        }
+        Fault::DiskFull(who) => {
+            let node = resolve(target, *who)?;
+            target.fill_disk(node)?;
+            (vec![Heal::FreeDisk(node)], Some(node))
+        }
+        Fault::ClockJump { who, seconds } => {
+            let node = resolve(target, *who)?;
+            target.shift_clock(node, *seconds)?;
+            (vec![Heal::Clock(node)], Some(node))
+        }
+    })
+}
+
+fn undo(target: &mut dyn Target, heal: Heal) -> anyhow::Result<()> {
+    match heal {
+        Heal::Start(node) => target.start(node),
+        Heal::Resume(node) => target.resume(node),
+        Heal::Network => target.heal_network(),
+        Heal::FreeDisk(node) => target.free_disk(node),
+        Heal::Clock(node) => target.shift_clock(node, 0),
+    }
+}
+
+/// Waits until every node answers, names the same leader, and sees every
+/// node alive.
+fn wait_for_recovery(target: &dyn Target, bound: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + bound;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match whole(target) {
+            Ok(()) => return Ok(()),
+            Err(error) => last = format!("{error:#}"),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    anyhow::bail!("{last}")
+}
+
+fn whole(target: &dyn Target) -> anyhow::Result<()> {
+    let mut leaders = Vec::new();
+    for node in 0..target.nodes() {
+        let client = OciClient::with_timeout(&target.base_url(node), target.credentials(), Duration::from_secs(2));
+        let state = client.call(Method::GET, "/_cluster/state")?.expect_status(200)?.json()?;
+        leaders.push(state["leader"].as_u64().with_context(|| format!("node {node} knows no leader"))?);
+        let nodes = state["nodes"].as_array().cloned().unwrap_or_default();
+        if let Some(down) = nodes.iter().find(|member| member["state"] != "removed" && member["liveness"] != "alive") {
+            anyhow::bail!("node {node} sees {down}");
+        }
+    }
+    leaders.dedup();
+    anyhow::ensure!(leaders.len() == 1, "nodes name different leaders: {leaders:?}");
+    Ok(())
+}
+
+/// A client for each node, for the checks after the run.
+pub(crate) fn node_clients(target: &dyn Target) -> Vec<OciClient> {
+    (0..target.nodes())
+        .map(|node| OciClient::with_timeout(&target.base_url(node), target.credentials(), Duration::from_secs(30)))
+        .collect()
+}
+
+/// GET `path`; the body if 200.
+pub(crate) fn fetch(client: &OciClient, path: &str) -> Result<Vec<u8>, String> {
+    let request = client.request(Method::GET, path).header("Accept", flotilla_cluster_tests::client::MANIFEST_ACCEPT);
+    match client.send(request) {
+        Ok(reply) if reply.status == 200 => Ok(reply.body),
+        Ok(reply) => Err(format!("{} answered {}: {}", reply.request, reply.status, reply.text())),
+        Err(error) => Err(format!("{error:#}")),
+    }
+}
+
+/// Whether `body` hashes to `digest`.
+pub(crate) fn matches(body: &[u8], digest: &str) -> bool {
+    sha256_digest(body) == digest
+}
