@@ -4,13 +4,18 @@
 # pulled, so it works on an engine with no registry access.
 #
 #   deploy/image/build.sh [TAG]        # default flotilla:latest
+#   FLOTILLA_BINARY=path/to/flotilla deploy/image/build.sh   # package that binary (e.g. a debug build)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tag="${1:-flotilla:latest}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/flotilla-target}"
-./scripts/deps.sh
-cargo build --release --quiet -p flotilla-node --bin flotilla
-binary="$CARGO_TARGET_DIR/release/flotilla"
+if [ -n "${FLOTILLA_BINARY:-}" ]; then
+    binary="$FLOTILLA_BINARY"
+else
+    ./scripts/deps.sh
+    cargo build --release --quiet -p flotilla-node --bin flotilla
+    binary="$CARGO_TARGET_DIR/release/flotilla"
+fi
 
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT

@@ -19,6 +19,7 @@ use crate::report::InjectedFault;
 use crate::runner::{fetch, matches, node_clients};
 use crate::schedule::{Fault, Who};
 use crate::target::Target;
+use crate::workload::WorkloadOptions;
 
 /// At most this many examples per kind of violation are printed.
 const EXAMPLES: usize = 5;
@@ -93,17 +94,11 @@ fn content_on(node: usize, client: &OciClient, history: &History) -> Vec<String>
 
 /// Reads every tag from every node once more, into the history (these
 /// reads come after every write, so each must see the final value).
-pub fn final_tag_reads(
-    target: &dyn Target,
-    recorder: &Recorder,
-    history: &mut History,
-    repos: usize,
-    tags_per_repo: usize,
-) {
+pub fn final_tag_reads(target: &dyn Target, recorder: &Recorder, history: &mut History, workload: &WorkloadOptions) {
     let clients = node_clients(target);
-    for repo in 0..repos {
-        for tag in 0..tags_per_repo {
-            let (repo, tag) = (format!("chaos/repo-{repo}"), format!("t{tag}"));
+    for repo in 0..workload.repos {
+        for tag in 0..workload.tags_per_repo {
+            let (repo, tag) = (workload.repo(repo), format!("t{tag}"));
             for (node, client) in clients.iter().enumerate() {
                 let invoked = recorder.now();
                 let seen = match fetch(client, &format!("/v2/{repo}/manifests/{tag}")) {

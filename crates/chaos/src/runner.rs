@@ -109,7 +109,7 @@ pub fn run(target: &mut dyn Target, options: &RunOptions) -> anyhow::Result<Repo
         violations.push(format!("{error:#}"));
     }
     violations.extend(checks::acknowledged_content(target, &history));
-    checks::final_tag_reads(target, &recorder, &mut history, options.workload.repos, options.workload.tags_per_repo);
+    checks::final_tag_reads(target, &recorder, &mut history, &workload_options);
     violations.extend(checks::anomalies(&history));
     violations.extend(checks::one_leader_per_term(&history));
     let linearizability = checks::tags_linearizable(&history);

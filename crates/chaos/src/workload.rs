@@ -42,6 +42,17 @@ pub struct WorkloadOptions {
     /// Start a GC or a repair this often (`None`: never).
     pub tasks_every: Option<Duration>,
     pub seed: u64,
+    /// The repositories are `<namespace>/repo-<n>`: a name of this run's
+    /// own, so that tags a cluster kept from an earlier run are not in its
+    /// history (every tag of a run starts absent).
+    pub namespace: String,
+}
+
+impl WorkloadOptions {
+    /// The name of repository `index`.
+    pub fn repo(&self, index: usize) -> String {
+        format!("{}/repo-{index}", self.namespace)
+    }
 }
 
 impl Default for WorkloadOptions {
@@ -54,6 +65,7 @@ impl Default for WorkloadOptions {
             timeout: Duration::from_secs(15),
             tasks_every: Some(Duration::from_secs(10)),
             seed: 0,
+            namespace: format!("chaos-{:08x}", rand::random::<u32>()),
         }
     }
 }
@@ -84,7 +96,7 @@ impl Workload {
         let clients: Vec<OciClient> =
             urls.iter().map(|url| OciClient::with_timeout(url, credentials.clone(), options.timeout)).collect();
         let fixtures = (0..options.repos)
-            .map(|index| push_fixture(&clients, &format!("chaos/repo-{index}"), &recorder))
+            .map(|index| push_fixture(&clients, &options.repo(index), &recorder))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let fixtures = Arc::new(fixtures);
         let stop = Arc::new(AtomicBool::new(false));

@@ -27,6 +27,8 @@ pub struct Docker {
     credentials: Credentials,
     network: Partition,
     replication_factor: usize,
+    /// Each node's `/data` volume on the host (it survives restarts).
+    data_dirs: Vec<PathBuf>,
 }
 
 impl Docker {
@@ -48,7 +50,15 @@ impl Docker {
             containers.push(id.to_owned());
         }
         let replication_factor = urls.len().min(3);
-        Ok(Docker { containers, urls, credentials, network: Partition::in_chain("DOCKER-USER"), replication_factor })
+        let data_dirs = containers.iter().map(|container| data_dir(container)).collect::<anyhow::Result<_>>()?;
+        Ok(Docker {
+            containers,
+            urls,
+            credentials,
+            network: Partition::in_chain("DOCKER-USER"),
+            replication_factor,
+            data_dirs,
+        })
     }
 
     fn ip(&self, node: usize) -> anyhow::Result<std::net::IpAddr> {
@@ -60,17 +70,6 @@ impl Docker {
         ])?;
         let ip = ip.split_whitespace().next().with_context(|| format!("node {node} has no address"))?;
         ip.parse().with_context(|| format!("node {node}'s address {ip:?}"))
-    }
-
-    fn data_dir(&self, node: usize) -> anyhow::Result<PathBuf> {
-        let source = docker(&[
-            "inspect",
-            "-f",
-            r#"{{range .Mounts}}{{if eq .Destination "/data"}}{{.Source}}{{end}}{{end}}"#,
-            &self.containers[node],
-        ])?;
-        anyhow::ensure!(!source.trim().is_empty(), "node {node} has no /data volume");
-        Ok(PathBuf::from(source.trim()))
     }
 
     fn wait_ready(&self, node: usize) -> anyhow::Result<()> {
@@ -85,6 +84,18 @@ impl Docker {
         }
         bail!("node {node} was not ready within 120 s of its start")
     }
+}
+
+/// Where `container`'s `/data` volume is on the host.
+fn data_dir(container: &str) -> anyhow::Result<PathBuf> {
+    let source = docker(&[
+        "inspect",
+        "-f",
+        r#"{{range .Mounts}}{{if eq .Destination "/data"}}{{.Source}}{{end}}{{end}}"#,
+        container,
+    ])?;
+    anyhow::ensure!(!source.trim().is_empty(), "container {container} has no /data volume");
+    Ok(PathBuf::from(source.trim()))
 }
 
 fn docker(args: &[&str]) -> anyhow::Result<String> {
@@ -173,12 +184,8 @@ impl Target for Docker {
 
     fn copies(&self, digest: &str) -> anyhow::Result<usize> {
         let hex = digest.trim_start_matches("sha256:");
-        let mut copies = 0;
-        for node in 0..self.nodes() {
-            let path = self.data_dir(node)?.join("blobs/blobs/sha256").join(&hex[..2]).join(hex);
-            copies += usize::from(path.is_file());
-        }
-        Ok(copies)
+        let path = |dir: &PathBuf| dir.join("blobs/blobs/sha256").join(&hex[..2]).join(hex);
+        Ok(self.data_dirs.iter().filter(|dir| path(dir).is_file()).count())
     }
 
     fn log_tails(&self, lines: usize) -> String {
