@@ -43,15 +43,9 @@ fn a_fixed_seed_schedule_of_process_and_network_faults_breaks_no_promise() {
     // restarted after its disk filled up while the cluster elects can exit
     // again before it is ready, which a supervisor retries but a fixed
     // schedule in CI would report.
-    let kinds = vec![
-        FaultKind::Kill,
-        FaultKind::Pause,
-        FaultKind::Isolate,
-        FaultKind::Split,
-        FaultKind::Bridge,
-        FaultKind::OneWay,
-        FaultKind::Loss,
-    ];
+    // clock-jump needs libfaketime, which CI does not install.
+    let kinds: Vec<FaultKind> =
+        FaultKind::ALL.into_iter().filter(|kind| !matches!(kind, FaultKind::DiskFull | FaultKind::ClockJump)).collect();
     let run_options = RunOptions {
         seed: CI_SEED,
         length: Duration::from_secs(75),
