@@ -10,16 +10,21 @@
 
 use std::time::{Duration, Instant};
 
+use reqwest::Method;
+
+use flotilla_cluster_tests::client::MANIFEST_ACCEPT;
 use flotilla_cluster_tests::content::sha256_digest;
 use flotilla_cluster_tests::OciClient;
 
 use crate::history::{History, Recorder};
 use crate::linearizability::{self, Event, Op};
 use crate::report::InjectedFault;
-use crate::runner::{fetch, matches, node_clients};
 use crate::schedule::{Fault, Who};
 use crate::target::Target;
 use crate::workload::WorkloadOptions;
+
+/// How long one read of the checks may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// At most this many examples per kind of violation are printed.
 const EXAMPLES: usize = 5;
@@ -61,7 +66,7 @@ pub fn replication(
 
 /// Every acknowledged blob and manifest, from every node (the nodes in parallel).
 pub fn acknowledged_content(target: &dyn Target, history: &History) -> Vec<String> {
-    let clients = node_clients(target);
+    let clients = target.clients(CHECK_TIMEOUT);
     let failures: Vec<String> = std::thread::scope(|scope| {
         let checks: Vec<_> = clients
             .iter()
@@ -77,14 +82,14 @@ fn content_on(node: usize, client: &OciClient, history: &History) -> Vec<String>
     let mut failures = Vec::new();
     for blob in &history.acked_blobs {
         match fetch(client, &format!("/v2/{}/blobs/{}", blob.repo, blob.digest)) {
-            Ok(body) if matches(&body, &blob.digest) => {}
+            Ok(body) if sha256_digest(&body) == blob.digest => {}
             Ok(_) => failures.push(format!("node {node}: blob {} has the wrong digest", blob.digest)),
             Err(error) => failures.push(format!("node {node}: acknowledged blob unreadable: {error}")),
         }
     }
     for manifest in &history.acked_manifests {
         match fetch(client, &format!("/v2/{}/manifests/{}", manifest.repo, manifest.digest)) {
-            Ok(body) if matches(&body, &manifest.digest) => {}
+            Ok(body) if sha256_digest(&body) == manifest.digest => {}
             Ok(_) => failures.push(format!("node {node}: manifest {} has the wrong digest", manifest.digest)),
             Err(error) => failures.push(format!("node {node}: acknowledged manifest unreadable: {error}")),
         }
@@ -95,7 +100,7 @@ fn content_on(node: usize, client: &OciClient, history: &History) -> Vec<String>
 /// Reads every tag from every node once more, into the history (these
 /// reads come after every write, so each must see the final value).
 pub fn final_tag_reads(target: &dyn Target, recorder: &Recorder, history: &mut History, workload: &WorkloadOptions) {
-    let clients = node_clients(target);
+    let clients = target.clients(CHECK_TIMEOUT);
     for repo in 0..workload.repos {
         for tag in 0..workload.tags_per_repo {
             let (repo, tag) = (workload.repo(repo), format!("t{tag}"));
@@ -197,6 +202,16 @@ pub fn failover_times(injected: &[InjectedFault], history: &History) -> Vec<Dura
                 .map(Duration::from_micros)
         })
         .collect()
+}
+
+/// GET `path`; the body if 200.
+fn fetch(client: &OciClient, path: &str) -> Result<Vec<u8>, String> {
+    let request = client.request(Method::GET, path).header("Accept", MANIFEST_ACCEPT);
+    match client.send(request) {
+        Ok(reply) if reply.status == 200 => Ok(reply.body),
+        Ok(reply) => Err(format!("{} answered {}: {}", reply.request, reply.status, reply.text())),
+        Err(error) => Err(format!("{error:#}")),
+    }
 }
 
 fn summarize(what: &str, failures: Vec<String>) -> Vec<String> {

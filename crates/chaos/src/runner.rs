@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use reqwest::Method;
 
-use flotilla_cluster_tests::content::sha256_digest;
-use flotilla_cluster_tests::OciClient;
-
 use crate::checks;
 use crate::history::{History, Recorder};
 use crate::report::{InjectedFault, Report};
 use crate::schedule::{Fault, FaultKind, Schedule, Who};
 use crate::target::Target;
 use crate::workload::{Workload, WorkloadOptions};
+
+/// How long a look at a node's `/_cluster/state` may take.
+const STATE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long the clients keep going after the last fault is healed.
 const AFTER_HEALING: Duration = Duration::from_secs(3);
@@ -72,21 +72,19 @@ pub fn run(target: &mut dyn Target, options: &RunOptions) -> anyhow::Result<Repo
     let mut restarts = Vec::new();
     for (index, step) in schedule.steps.iter().enumerate() {
         std::thread::sleep(step.quiet);
-        let (heals, hit) = match inject(target, &step.fault) {
+        let (heal, hit) = match inject(target, &step.fault) {
             Ok(done) => done,
             Err(error) => {
                 violations.push(format!("step {index} ({}): injecting failed: {error:#}", step.fault));
-                (vec![Heal::Network], None)
+                (Heal::Network, None)
             }
         };
         // In force from here (injecting takes a few commands).
         let started = recorder.now();
         eprintln!("chaos: step {index}: {} (node {hit:?}) for {:.1} s", step.fault, step.hold.as_secs_f64());
         std::thread::sleep(step.hold);
-        for heal in heals.into_iter().rev() {
-            if let Err(error) = undo(target, heal) {
-                violations.push(format!("step {index} ({}): healing failed: {error:#}", step.fault));
-            }
+        if let Err(error) = undo(target, heal) {
+            violations.push(format!("step {index} ({}): healing failed: {error:#}", step.fault));
         }
         match target.revive() {
             Ok(revived) => restarts.extend(revived.into_iter().map(|node| (index, node))),
@@ -134,8 +132,7 @@ pub fn run(target: &mut dyn Target, options: &RunOptions) -> anyhow::Result<Repo
 
 /// The node id of node `index` is `index + 1` on every target.
 fn leader_index(target: &dyn Target) -> anyhow::Result<usize> {
-    for node in 0..target.nodes() {
-        let client = OciClient::with_timeout(&target.base_url(node), target.credentials(), Duration::from_secs(2));
+    for client in target.clients(STATE_TIMEOUT) {
         let Ok(reply) = client.call(Method::GET, "/_cluster/state") else { continue };
         if let Some(leader) = reply.json().ok().and_then(|state| state["leader"].as_u64()) {
             return Ok(leader as usize - 1);
@@ -166,24 +163,24 @@ fn cut_between(target: &mut dyn Target, one: &[usize], other: &[usize]) -> anyho
 }
 
 /// Injects `fault`; what undoes it, and the node it hit (if one).
-fn inject(target: &mut dyn Target, fault: &Fault) -> anyhow::Result<(Vec<Heal>, Option<usize>)> {
+fn inject(target: &mut dyn Target, fault: &Fault) -> anyhow::Result<(Heal, Option<usize>)> {
     let all: Vec<usize> = (0..target.nodes()).collect();
     let others = |node: usize| all.iter().copied().filter(|other| *other != node).collect::<Vec<_>>();
     Ok(match fault {
         Fault::Kill(who) => {
             let node = resolve(target, *who)?;
             target.kill(node)?;
-            (vec![Heal::Start(node)], Some(node))
+            (Heal::Start(node), Some(node))
         }
         Fault::Pause(who) => {
             let node = resolve(target, *who)?;
             target.pause(node)?;
-            (vec![Heal::Resume(node)], Some(node))
+            (Heal::Resume(node), Some(node))
         }
         Fault::Isolate(who) => {
             let node = resolve(target, *who)?;
             cut_between(target, &[node], &others(node)).context("isolating")?;
-            (vec![Heal::Network], Some(node))
+            (Heal::Network, Some(node))
         }
         Fault::Split { minority, with_leader } => {
             let leader = leader_index(target)?;
@@ -195,21 +192,21 @@ fn inject(target: &mut dyn Target, fault: &Fault) -> anyhow::Result<(Vec<Heal>, 
             };
             let large: Vec<usize> = all.iter().copied().filter(|node| !small.contains(node)).collect();
             cut_between(target, &small, &large).context("splitting")?;
-            (vec![Heal::Network], with_leader.then_some(leader))
+            (Heal::Network, with_leader.then_some(leader))
         }
         Fault::Bridge(who) => {
             let bridge = resolve(target, *who)?;
             let rest = others(bridge);
             let (left, right) = rest.split_at(rest.len() / 2);
             cut_between(target, left, right).context("bridging")?;
-            (vec![Heal::Network], Some(bridge))
+            (Heal::Network, Some(bridge))
         }
         Fault::OneWay(who) => {
             let node = resolve(target, *who)?;
             for other in others(node) {
                 target.cut(node, other)?;
             }
-            (vec![Heal::Network], Some(node))
+            (Heal::Network, Some(node))
         }
         Fault::Loss { who, percent } => {
             let node = resolve(target, *who)?;
@@ -218,17 +215,17 @@ fn inject(target: &mut dyn Target, fault: &Fault) -> anyhow::Result<(Vec<Heal>, 
                 target.lossy(node, other, probability)?;
                 target.lossy(other, node, probability)?;
             }
-            (vec![Heal::Network], Some(node))
+            (Heal::Network, Some(node))
         }
         Fault::DiskFull(who) => {
             let node = resolve(target, *who)?;
             target.fill_disk(node)?;
-            (vec![Heal::FreeDisk(node)], Some(node))
+            (Heal::FreeDisk(node), Some(node))
         }
         Fault::ClockJump { who, seconds } => {
             let node = resolve(target, *who)?;
             target.shift_clock(node, *seconds)?;
-            (vec![Heal::Clock(node)], Some(node))
+            (Heal::Clock(node), Some(node))
         }
     })
 }
@@ -260,8 +257,7 @@ fn wait_for_recovery(target: &dyn Target, bound: Duration) -> anyhow::Result<()>
 
 fn whole(target: &dyn Target) -> anyhow::Result<()> {
     let mut leaders = Vec::new();
-    for node in 0..target.nodes() {
-        let client = OciClient::with_timeout(&target.base_url(node), target.credentials(), Duration::from_secs(2));
+    for (node, client) in target.clients(STATE_TIMEOUT).iter().enumerate() {
         let state = client.call(Method::GET, "/_cluster/state")?.expect_status(200)?.json()?;
         leaders.push(state["leader"].as_u64().with_context(|| format!("node {node} knows no leader"))?);
         let nodes = state["nodes"].as_array().cloned().unwrap_or_default();
@@ -272,26 +268,4 @@ fn whole(target: &dyn Target) -> anyhow::Result<()> {
     leaders.dedup();
     anyhow::ensure!(leaders.len() == 1, "nodes name different leaders: {leaders:?}");
     Ok(())
-}
-
-/// A client for each node, for the checks after the run.
-pub(crate) fn node_clients(target: &dyn Target) -> Vec<OciClient> {
-    (0..target.nodes())
-        .map(|node| OciClient::with_timeout(&target.base_url(node), target.credentials(), Duration::from_secs(30)))
-        .collect()
-}
-
-/// GET `path`; the body if 200.
-pub(crate) fn fetch(client: &OciClient, path: &str) -> Result<Vec<u8>, String> {
-    let request = client.request(Method::GET, path).header("Accept", flotilla_cluster_tests::client::MANIFEST_ACCEPT);
-    match client.send(request) {
-        Ok(reply) if reply.status == 200 => Ok(reply.body),
-        Ok(reply) => Err(format!("{} answered {}: {}", reply.request, reply.status, reply.text())),
-        Err(error) => Err(format!("{error:#}")),
-    }
-}
-
-/// Whether `body` hashes to `digest`.
-pub(crate) fn matches(body: &[u8], digest: &str) -> bool {
-    sha256_digest(body) == digest
 }

@@ -9,7 +9,9 @@
 pub mod docker;
 pub mod loopback;
 
-use flotilla_cluster_tests::Credentials;
+use std::time::Duration;
+
+use flotilla_cluster_tests::{Credentials, OciClient};
 
 use crate::schedule::FaultKind;
 
@@ -55,4 +57,11 @@ pub trait Target {
     fn copies(&self, digest: &str) -> anyhow::Result<usize>;
     /// The tail of every node's log, for a failure report.
     fn log_tails(&self, lines: usize) -> String;
+
+    /// An admin client for each node whose requests give up after `timeout`.
+    fn clients(&self, timeout: Duration) -> Vec<OciClient> {
+        (0..self.nodes())
+            .map(|node| OciClient::with_timeout(&self.base_url(node), self.credentials(), timeout))
+            .collect()
+    }
 }

@@ -19,9 +19,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use flotilla_raft::client::now_ms;
-use flotilla_raft::task::{TaskKind, TaskOptions, TaskRecord, Trigger};
-use flotilla_raft::{Command, MetaClient, NodeId, Response};
+use flotilla_raft::task::TaskKind;
+use flotilla_raft::{MetaClient, NodeId};
 
 use crate::blobs::RepairDebt;
 use crate::cluster::liveness::{Liveness, LivenessTable};
@@ -66,22 +65,11 @@ impl AutoRepair {
 
     /// Creates a repair task; whether one was created.
     async fn request_repair(&self) -> bool {
-        let id = uuid::Uuid::new_v4().to_string();
-        let task = TaskRecord::new(id.clone(), TaskKind::Repair, Trigger::Schedule, TaskOptions::default(), now_ms());
-        match self.meta.write(Command::CreateTask(Box::new(task))).await {
-            Ok(Response::Ok) => {
-                tracing::info!(task = %id, "repair started: copies may be missing after a fault");
-                true
-            }
-            Ok(Response::Rejected(rejection)) => {
-                tracing::debug!(reason = %rejection.message, "repair not started yet");
-                false
-            }
-            Err(error) => {
-                tracing::debug!(%error, "requesting a repair failed; retrying");
-                false
-            }
+        let created = super::create_by_cluster(&self.meta, TaskKind::Repair).await;
+        if let Some(id) = &created {
+            tracing::info!(task = %id, "repair started: copies may be missing after a fault");
         }
+        created.is_some()
     }
 }
 

@@ -143,12 +143,27 @@ impl TaskRunner {
         if !due {
             return;
         }
-        let id = uuid::Uuid::new_v4().to_string();
-        let task = TaskRecord::new(id.clone(), kind, Trigger::Schedule, TaskOptions::default(), now_ms());
-        match self.meta.write(Command::CreateTask(Box::new(task))).await {
-            Ok(Response::Ok) => tracing::info!(task = %id, kind = kind.name(), "scheduled task created"),
-            Ok(Response::Rejected(rejection)) => tracing::debug!(reason = %rejection.message, "no scheduled task"),
-            Err(error) => tracing::warn!(%error, kind = kind.name(), "creating a scheduled task failed"),
+        if let Some(id) = create_by_cluster(&self.meta, kind).await {
+            tracing::info!(task = %id, kind = kind.name(), "scheduled task created");
+        }
+    }
+}
+
+/// Creates a task of `kind` that the cluster started (trigger `schedule`);
+/// its id, or `None` if it was refused (one of the kind is active) or no
+/// leader took the write (logged; the caller tries again later).
+pub(crate) async fn create_by_cluster(meta: &MetaClient, kind: TaskKind) -> Option<String> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let task = TaskRecord::new(id.clone(), kind, Trigger::Schedule, TaskOptions::default(), now_ms());
+    match meta.write(Command::CreateTask(Box::new(task))).await {
+        Ok(Response::Ok) => Some(id),
+        Ok(Response::Rejected(rejection)) => {
+            tracing::debug!(reason = %rejection.message, kind = kind.name(), "no task created");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%error, kind = kind.name(), "creating a task failed");
+            None
         }
     }
 }
