@@ -8,7 +8,8 @@
 //!   down): it may have missed writes that other nodes took for it.
 //!
 //! Either way the repair is requested once every node of the layout is alive
-//! again (a repair needs each of them), through Raft like an operator's, and
+//! again (a repair needs each of them) and no layout is syncing (the sync
+//! copies what the new owners lack), through Raft like an operator's, and
 //! the sign is cleared only when a repair task was created after it: if one
 //! is already running it may have passed the missing copy, so the request is
 //! repeated until a fresh one starts.
@@ -54,7 +55,9 @@ impl AutoRepair {
                 self.debt.incur();
             }
             last_seen = now;
-            if !self.debt.is_owed() || last_seen.values().any(|liveness| *liveness != Liveness::Alive) {
+            // While a layout syncs, the sync is what copies; the repair waits for it.
+            let ready = !layout.is_syncing() && last_seen.values().all(|liveness| *liveness == Liveness::Alive);
+            if !self.debt.is_owed() || !ready {
                 continue;
             }
             if self.request_repair().await {
