@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 use flotilla_api::AppState;
 use flotilla_raft::network::service::raft_service;
 use flotilla_raft::network::tls::RpcTls;
-use flotilla_raft::types::Raft;
 use flotilla_raft::MetaClient;
 
 use crate::blobs::maintain::Maintainer;
@@ -85,7 +84,6 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 /// What the inter-node gRPC server serves.
 pub struct RpcServices {
-    pub raft: Raft,
     pub view: Arc<ClusterView>,
     pub meta: MetaClient,
     /// The local disk store and its maintenance (peers reach them through the blob service).
@@ -100,7 +98,7 @@ pub async fn serve_rpc(
     tls: Option<RpcTls>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let RpcServices { raft, view, meta, blobs } = services;
+    let RpcServices { view, meta, blobs } = services;
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         server = server.tls_config(tls.server_config())?;
@@ -109,7 +107,7 @@ pub async fn serve_rpc(
         .tcp_nodelay(true)
         .initial_stream_window_size(Some(4 << 20))
         .initial_connection_window_size(Some(16 << 20))
-        .add_service(raft_service(raft))
+        .add_service(raft_service(meta.clone()))
         .add_service(cluster_service(view, meta))
         .add_service(blob_service(blobs))
         .serve_with_shutdown(addr, shutdown.cancelled_owned())

@@ -150,7 +150,7 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     };
 
     tracing::info!(addr = %config.rpc_addr, "step 3: serving gRPC");
-    let services = http::RpcServices { raft: raft.clone(), view: view.clone(), meta: meta.clone(), blobs: maintainer };
+    let services = http::RpcServices { view: view.clone(), meta: meta.clone(), blobs: maintainer };
     let rpc = tokio::spawn(http::serve_rpc(config.rpc_addr, services, tls, shutdown.clone()));
 
     tracing::info!("step 4: forming the cluster");
@@ -161,6 +161,8 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         .metrics(|m| m.current_leader.is_some(), "a leader is elected")
         .await
         .context("no leader elected")?;
+    // Cluster time from the voters' median before anything is stamped with it.
+    cluster::clock::sync(&view).await;
     bootstrap::ensure_cluster_defaults(&meta, config.anonymous_read, new_cluster_id).await?;
     register_node(&config, &meta).await?;
 
@@ -257,6 +259,7 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         replication_factor: config.replication_factor,
     };
     workers.push(tokio::spawn(liveness.run_roster(membership.view.clone(), shutdown.clone())));
+    workers.push(tokio::spawn(cluster::clock::run(membership.view.clone(), shutdown.clone())));
     workers.push(tokio::spawn(membership.run(shutdown.clone())));
     workers.push(tokio::spawn(exit_when_raft_stops(raft.clone(), shutdown.clone())));
 

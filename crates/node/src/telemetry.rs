@@ -60,6 +60,7 @@ pub struct Metrics {
     blob_bytes_referenced: Gauge,
     blob_bytes_unreferenced: Gauge,
     raft_snapshot_index: Gauge,
+    clock_offset_ms: Gauge,
     timed_snapshots: Counter,
     compactions: Counter,
     reclaimed_blobs: Counter,
@@ -202,6 +203,7 @@ impl Metrics {
             blob_bytes_referenced: Gauge::default(),
             blob_bytes_unreferenced: Gauge::default(),
             raft_snapshot_index: Gauge::default(),
+            clock_offset_ms: Gauge::default(),
             timed_snapshots,
             compactions,
             reclaimed_blobs,
@@ -221,6 +223,11 @@ impl Metrics {
                 "raft_snapshot_index",
                 "Last log index in this node's latest snapshot",
                 metrics.raft_snapshot_index.clone(),
+            ),
+            (
+                "clock_offset_ms",
+                "Milliseconds cluster time (the voters' median clock) is ahead of this node's wall clock",
+                metrics.clock_offset_ms.clone(),
             ),
             ("blobs_stored", "Blobs in this node's local store", metrics.blobs_stored.clone()),
             ("blob_bytes_stored", "Bytes in this node's local store", metrics.blob_bytes_stored.clone()),
@@ -251,6 +258,7 @@ impl Metrics {
         self.raft_applied_index.set(raft.last_applied.map(|id| id.index).unwrap_or(0) as i64);
         self.raft_is_leader.set(i64::from(raft.current_leader == Some(meta.node_id())));
         self.raft_snapshot_index.set(raft.snapshot.map(|id| id.index).unwrap_or(0) as i64);
+        self.clock_offset_ms.set(flotilla_raft::clock::offset_ms());
     }
 
     /// Sets the local store gauges.

@@ -6,7 +6,7 @@
 //! this type.
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
@@ -126,11 +126,20 @@ impl MetaClient {
     /// every write acknowledged before it), then waits until the local replica
     /// has applied that index.
     async fn barrier(&self) -> Result<(), MetaError> {
+        let index = self.next_read_index().await?;
+        self.wait_applied(index).await
+    }
+
+    /// The leader's read index from the next round that starts after this
+    /// call, shared with every other reader waiting for it. On the leader the
+    /// round is one heartbeat exchange, and the followers' read-index
+    /// requests join it too (`network::service`), so the leader's own reads
+    /// and every follower's cost one exchange between them.
+    pub(crate) async fn next_read_index(&self) -> Result<Option<u64>, MetaError> {
         let (sender, receiver) = oneshot::channel();
         self.read_rounds.waiting.lock().push(sender);
         self.read_rounds.wake.notify_one();
-        let index = receiver.await.map_err(|_| MetaError::Fatal("read-index driver stopped".into()))??;
-        self.wait_applied(index).await
+        receiver.await.map_err(|_| MetaError::Fatal("read-index driver stopped".into()))?
     }
 
     async fn wait_applied(&self, index: Option<u64>) -> Result<(), MetaError> {
@@ -214,7 +223,5 @@ async fn leader_changes_from(raft: &Raft, leader: NodeId) {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+/// Milliseconds since the Unix epoch, in cluster time (see [`crate::clock`]).
+pub use crate::clock::now_ms;

@@ -25,6 +25,7 @@
 
 pub mod catalog;
 pub mod client;
+pub mod clock;
 pub mod cluster;
 pub mod command;
 pub mod log_store;

@@ -1,12 +1,12 @@
-//! Wall-clock helpers: Unix seconds and RFC 3339 rendering (no date crate needed).
-
-use std::time::{SystemTime, UNIX_EPOCH};
+//! Time helpers: Unix seconds in cluster time and RFC 3339 rendering (no date crate needed).
 
 const SECONDS_PER_DAY: u64 = 86_400;
 
-/// Seconds since the Unix epoch (0 if the clock is before it).
+/// Seconds since the Unix epoch in cluster time (`flotilla_raft::clock`):
+/// a token one node issues expires at the same moment on every node, even
+/// if one node's own clock jumped.
 pub(crate) fn now_unix_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or_default()
+    flotilla_raft::clock::now_ms() / 1000
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time in seconds.

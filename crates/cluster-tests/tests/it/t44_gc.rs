@@ -431,3 +431,54 @@ fn gc_with_the_untagged_policy_deletes_only_what_no_tag_index_or_subject_keeps()
         Ok(())
     });
 }
+
+/// Where Debian's `faketime` package (installed by `scripts/deps.sh`) puts libfaketime.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// A node whose wall clock is two hours behind the others stamps what it
+/// records with cluster time (the voters' median clock), not its own: blobs
+/// pushed through it are not older than a one-hour grace period the moment
+/// they are recorded, so a collection on another node leaves them. (With the
+/// node's own clock they were collected: the chaos runs found it.) A
+/// collection with no grace period then takes them, so the blobs were
+/// collectable in every other respect.
+#[test]
+fn blobs_pushed_through_a_node_whose_clock_is_two_hours_behind_keep_their_grace_period() {
+    if !std::path::Path::new(LIBFAKETIME).exists() {
+        eprintln!("t44_gc: libfaketime is not installed (apt install faketime); the clock test is not exercised");
+        return;
+    }
+    let clocks = tempfile::tempdir().expect("a directory for the clock offsets");
+    for (node, offset) in ["+0", "-7200", "+0"].iter().enumerate() {
+        std::fs::write(clocks.path().join(format!("offset-{node}")), format!("{offset}\n")).expect("offset file");
+    }
+    let sandbox = Sandbox::builder()
+        .nodes(3)
+        .env("LD_PRELOAD", LIBFAKETIME)
+        .env("FAKETIME_TIMESTAMP_FILE", clocks.path().join("offset-{node}").display().to_string())
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .build()
+        .expect("sandbox");
+    sandbox.wait_until_formed(3, Duration::from_secs(60)).expect("cluster formed");
+    run_printing_logs(&sandbox, |sandbox| {
+        let name = repo("t44", "skewed-clock");
+        let behind = sandbox.node(1).client(sandbox.admin_credentials());
+        let digests: Vec<String> =
+            (0..20).map(|_| behind.push_blob_monolithic(&name, &random_bytes(64))).collect::<anyhow::Result<_>>()?;
+        std::thread::sleep(PAST_CLOCK_MARGIN);
+
+        let task = start_gc(sandbox, 0, 3600, false)?;
+        let ended = wait_for_end(sandbox, task["id"].as_str().context("task id")?, Duration::from_secs(60))?;
+        ensure!(ended["state"] == "finished" && ended["blobs"] == 0, "an hour's grace collected fresh blobs: {ended}");
+        let client = sandbox.node(0).client(sandbox.admin_credentials());
+        for digest in &digests {
+            let status = client.head_blob(&name, digest)?.status;
+            ensure!(status == 200, "HEAD {digest} after the collection: {status}");
+        }
+
+        let task = start_gc(sandbox, 2, 0, false)?;
+        let ended = wait_for_end(sandbox, task["id"].as_str().context("task id")?, Duration::from_secs(60))?;
+        ensure!(ended["blobs"].as_u64() >= Some(digests.len() as u64), "no grace period: {ended}");
+        Ok(())
+    });
+}

@@ -3,7 +3,9 @@
 //! - [`ClusterView`]: who the members are, how to reach them, who leads, and
 //!   the current partition layout (cached until the next applied entry).
 //! - [`join`]: a new node asks any member to admit it (`--join`).
-//! - [`service`]: the gRPC `ClusterService` that admits nodes on the leader.
+//! - [`service`]: the gRPC `ClusterService` that admits nodes on the leader
+//!   and tells its wall clock.
+//! - [`clock`]: keeps cluster time on the voters' median clock.
 //! - [`gossip`]: SWIM failure detection over authenticated UDP (foca).
 //! - [`liveness`]: keeps gossip's roster equal to the Raft members and says
 //!   who is alive.
@@ -13,6 +15,7 @@
 //!   the layout, syncs it and finishes drains.
 
 pub mod admin;
+pub mod clock;
 pub mod gossip;
 pub mod join;
 pub mod liveness;

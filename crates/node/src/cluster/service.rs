@@ -1,4 +1,5 @@
-//! The gRPC `ClusterService`: admits nodes.
+//! The gRPC `ClusterService`: admits nodes, and tells its wall clock (for
+//! cluster time, [`super::clock`]).
 //!
 //! Any member accepts a `Join`; a follower hands it to the leader (one hop),
 //! which checks it and records the node, then adds it to Raft as a learner.
@@ -24,7 +25,7 @@ use super::join::NO_CLUSTER;
 use super::ClusterView;
 use crate::proto::cluster::cluster_service_client::ClusterServiceClient;
 use crate::proto::cluster::cluster_service_server::{ClusterService, ClusterServiceServer};
-use crate::proto::cluster::{JoinReply, JoinRequest};
+use crate::proto::cluster::{ClockReply, ClockRequest, JoinReply, JoinRequest};
 
 /// Deadline of a join handed from a follower to the leader.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,6 +56,10 @@ impl ClusterService for ClusterRpc {
             }
             None => Err(Status::unavailable("no leader yet; retry")),
         }
+    }
+
+    async fn clock(&self, _request: Request<ClockRequest>) -> Result<Response<ClockReply>, Status> {
+        Ok(Response::new(ClockReply { wall_ms: flotilla_raft::clock::wall_ms() }))
     }
 }
 

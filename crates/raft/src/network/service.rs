@@ -9,12 +9,13 @@ use super::cluster_id;
 use super::proto::raft_service_server::{RaftService, RaftServiceServer};
 use super::proto::{Empty, Payload};
 use super::{decode, encode, ForwardError, MAX_MESSAGE_BYTES};
+use crate::client::{MetaClient, MetaError};
 use crate::command::{Request, Response};
 use crate::types::{NodeAddr, NodeId, Raft};
 
 /// The Raft gRPC service of this node, ready for `tonic::transport::Server::add_service`.
-pub fn raft_service(raft: Raft) -> RaftServiceServer<RaftRpc> {
-    RaftServiceServer::new(RaftRpc { raft })
+pub fn raft_service(meta: MetaClient) -> RaftServiceServer<RaftRpc> {
+    RaftServiceServer::new(RaftRpc { raft: meta.raft().clone(), meta })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
@@ -22,6 +23,8 @@ pub fn raft_service(raft: Raft) -> RaftServiceServer<RaftRpc> {
 /// Adapts tonic to the local Raft handle.
 pub struct RaftRpc {
     raft: Raft,
+    /// For read-index requests: they join this node's shared rounds.
+    meta: MetaClient,
 }
 
 fn reply<T: serde::Serialize>(value: &T) -> Result<GrpcResponse<Payload>, Status> {
@@ -48,8 +51,23 @@ async fn handle_forward(raft: &Raft, request: Request) -> Result<Response, Forwa
 
 /// The leader's read index, after a heartbeat round confirmed its leadership.
 /// Unlike `ensure_linearizable` it does not wait for the leader's own apply:
-/// the caller waits for its own replica.
-async fn handle_read_index(raft: &Raft) -> Result<Option<u64>, ForwardError> {
+/// the caller waits for its own replica. The round is the one this node's
+/// own readers share ([`MetaClient`]), so concurrent requests from followers
+/// and local reads cost one heartbeat exchange together; it starts after the
+/// request arrived, so it covers every write acknowledged before.
+async fn handle_read_index(raft: &Raft, meta: &MetaClient) -> Result<Option<u64>, ForwardError> {
+    let leads = {
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.current_leader == Some(metrics.id)
+    };
+    if leads {
+        return meta.next_read_index().await.map_err(|error| match error {
+            // Either way the caller asks again, here or at a new leader.
+            MetaError::Unavailable(message) | MetaError::Fatal(message) => ForwardError::Unavailable(message),
+        });
+    }
+    // Not the leader: openraft names the one it knows, without a round.
     match raft.get_read_log_id().await {
         Ok((read_log_id, _applied)) => Ok(read_log_id.map(|log_id| log_id.index)),
         Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => Err(not_leader(forward)),
@@ -88,6 +106,6 @@ impl RaftService for RaftRpc {
 
     async fn read_index(&self, request: GrpcRequest<Empty>) -> Result<GrpcResponse<Payload>, Status> {
         cluster_id::check(&request)?;
-        reply(&handle_read_index(&self.raft).await)
+        reply(&handle_read_index(&self.raft, &self.meta).await)
     }
 }
