@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building and testing Flotilla needs, idempotently:
 # libclang (bindgen for RocksDB), skopeo (real OCI client in tests),
+# faketime (libfaketime: the chaos tests jump a node's clock),
 # docker-registry (the benchmark peer) and oras-py (real OCI client in tests).
 set -euo pipefail
 
 need_apt=()
-for package in libclang-dev clang skopeo; do
+for package in libclang-dev clang skopeo faketime; do
     dpkg -s "$package" >/dev/null 2>&1 || need_apt+=("$package")
 done
 if [ "${FLOTILLA_BENCH:-0}" = 1 ]; then

@@ -31,6 +31,15 @@ pub struct Anomaly {
     pub what: String,
 }
 
+/// A layout version as the watcher saw it (µs since the start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayoutSeen {
+    /// When some node first reported this version.
+    pub first_us: u64,
+    /// When some node first reported it synced (every owner holds its share).
+    pub synced_us: Option<u64>,
+}
+
 /// Everything recorded so far; shared by the workload's threads.
 pub struct Recorder {
     started: Instant,
@@ -54,6 +63,11 @@ pub struct History {
     pub write_acks: Vec<(u64, u64)>,
     /// Per Raft term, the leaders some node named for it, and which node did.
     pub leaders: BTreeMap<u64, BTreeMap<u64, BTreeSet<usize>>>,
+    /// Every layout version some node reported.
+    pub layouts: BTreeMap<u64, LayoutSeen>,
+    /// Per node id, each change of its membership state (`active`,
+    /// `draining`, `removed`) some node reported, with when.
+    pub member_states: BTreeMap<u64, Vec<(u64, String)>>,
 }
 
 impl History {
@@ -123,6 +137,28 @@ impl Recorder {
     pub fn leader_seen(&self, node: usize, term: u64, leader: u64) {
         self.with(|history| {
             history.leaders.entry(term).or_default().entry(leader).or_default().insert(node);
+        });
+    }
+
+    /// Some node reports layout `version`, synced or still syncing.
+    pub fn layout_seen(&self, version: u64, synced: bool) {
+        let now = self.now();
+        self.with(|history| {
+            let seen = history.layouts.entry(version).or_insert(LayoutSeen { first_us: now, synced_us: None });
+            if synced && seen.synced_us.is_none() {
+                seen.synced_us = Some(now);
+            }
+        });
+    }
+
+    /// Some node reports node `id` in membership state `state`.
+    pub fn member_state_seen(&self, id: u64, state: &str) {
+        let now = self.now();
+        self.with(|history| {
+            let states = history.member_states.entry(id).or_default();
+            if states.last().is_none_or(|(_, last)| last != state) {
+                states.push((now, state.to_owned()));
+            }
         });
     }
 

@@ -16,6 +16,7 @@
 //! - [`target`]: what a fault needs from a cluster ([`target::loopback`],
 //!   [`target::docker`]).
 //! - [`workload`]: client threads that push, move tags, read and start tasks.
+//! - [`rebalance`]: a spare node that joins and is drained during the faults.
 //! - [`history`]: what the clients saw.
 //! - [`checks`] and [`linearizability`]: the promises checked after healing.
 //! - [`runner`] plays a run; [`report`] prints what it found.
@@ -23,6 +24,7 @@
 pub mod checks;
 pub mod history;
 pub mod linearizability;
+pub mod rebalance;
 pub mod report;
 pub mod runner;
 pub mod schedule;

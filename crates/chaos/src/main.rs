@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use flotilla_chaos::schedule::{FaultKind, Schedule};
+use flotilla_chaos::schedule::{FaultKind, Schedule, LEADER_SHARE};
 use flotilla_chaos::target::docker::Docker;
 use flotilla_chaos::target::loopback::{Loopback, LoopbackOptions};
 use flotilla_chaos::target::Target;
@@ -77,6 +77,8 @@ enum Commands {
         length: Duration,
         #[arg(long, value_delimiter = ',', default_value = ALL_FAULTS)]
         faults: Vec<FaultKind>,
+        #[arg(long, default_value_t = LEADER_SHARE)]
+        leader_share: f64,
     },
 }
 
@@ -93,10 +95,14 @@ struct RunArgs {
     /// The fault kinds to draw from.
     #[arg(long, value_delimiter = ',', default_value = ALL_FAULTS)]
     faults: Vec<FaultKind>,
+    /// How often a fault aimed at one node hits the leader (1.0: always,
+    /// for failover figures over many leader faults).
+    #[arg(long, default_value_t = LEADER_SHARE)]
+    leader_share: f64,
     /// Client threads.
     #[arg(long, default_value_t = 6)]
     clients: usize,
-    /// Start a GC or a repair task this often (0: never).
+    /// Start a GC, a repair or a scrub task, in turn, this often (0: never).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     tasks_every: Duration,
     /// After healing, the cluster must be whole within this.
@@ -105,6 +111,9 @@ struct RunArgs {
     /// After healing, every acknowledged blob must be fully replicated within this.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     replication_bound: Duration,
+    /// Do not start a spare node that joins and is drained during the faults.
+    #[arg(long)]
+    no_rebalance: bool,
     /// Also write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -117,6 +126,7 @@ impl RunArgs {
             seed,
             length: self.length,
             kinds: self.faults.clone(),
+            leader_share: self.leader_share,
             workload: WorkloadOptions {
                 clients: self.clients,
                 tasks_every: (!self.tasks_every.is_zero()).then_some(self.tasks_every),
@@ -124,6 +134,7 @@ impl RunArgs {
             },
             recovery_bound: self.recovery_bound,
             replication_bound: self.replication_bound,
+            rebalance: !self.no_rebalance,
         }
     }
 }
@@ -157,8 +168,8 @@ fn main() -> ExitCode {
 
 fn execute(command: Commands) -> anyhow::Result<bool> {
     match command {
-        Commands::Schedule { seed, nodes, length, faults } => {
-            print!("{}", Schedule::generate(seed, nodes, length, &faults));
+        Commands::Schedule { seed, nodes, length, faults, leader_share } => {
+            print!("{}", Schedule::generate_aimed(seed, nodes, length, &faults, leader_share));
             Ok(true)
         }
         Commands::Loopback { run: args, nodes, flotilla_bin, node_args, disk_mib } => {

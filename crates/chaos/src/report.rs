@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::history::History;
+use crate::rebalance::RebalanceFigures;
 use crate::schedule::{Fault, FaultKind, Schedule};
 
 /// A fault as it was injected.
@@ -17,6 +18,16 @@ pub struct InjectedFault {
     pub node: Option<usize>,
     /// When it started, in the history's clock.
     pub started_us: u64,
+}
+
+/// Whether a spare joined and was drained during the run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RebalanceOutcome {
+    /// Not asked for.
+    Off,
+    /// The target cannot start another node (why).
+    NotOffered(String),
+    Ran(RebalanceFigures),
 }
 
 /// The outcome of a run.
@@ -39,6 +50,7 @@ pub struct Report {
     pub recovery: Option<Duration>,
     /// From healing the last fault until every blob was fully replicated.
     pub replication: Option<Duration>,
+    pub rebalance: RebalanceOutcome,
     /// Node logs, attached when the run failed.
     pub logs: String,
 }
@@ -75,6 +87,18 @@ impl Report {
             "failover_p99_ms": ms(self.failover_percentile(99.0)),
             "recovery_ms": ms(self.recovery),
             "full_replication_ms": ms(self.replication),
+            "rebalance": match &self.rebalance {
+                RebalanceOutcome::Ran(figures) => json!({
+                    "spare": figures.spare,
+                    "join_step": figures.join_step,
+                    "drain_step": figures.drain_step,
+                    "layouts": figures.layouts.iter()
+                        .map(|(version, synced)| json!({"version": version, "synced_after_ms": ms(*synced)}))
+                        .collect::<Vec<_>>(),
+                    "drain_to_removed_ms": ms(figures.drain_to_removed),
+                }),
+                _ => serde_json::Value::Null,
+            },
         })
     }
 }
@@ -133,6 +157,24 @@ impl fmt::Display for Report {
             ms(self.recovery),
             ms(self.replication)
         )?;
+        match &self.rebalance {
+            RebalanceOutcome::Off => {}
+            RebalanceOutcome::NotOffered(reason) => writeln!(f, "rebalancing skipped: {reason}")?,
+            RebalanceOutcome::Ran(figures) => {
+                let drain = match figures.drain_step {
+                    Some(step) => format!("drained before step {step}, removed {} later", ms(figures.drain_to_removed)),
+                    None => "never drained".to_owned(),
+                };
+                writeln!(
+                    f,
+                    "rebalancing: spare node {} joined before step {}, {drain}",
+                    figures.spare, figures.join_step
+                )?;
+                for (version, synced) in &figures.layouts {
+                    writeln!(f, "    layout {version}: synced {} after it appeared", ms(*synced))?;
+                }
+            }
+        }
         if self.passed() {
             writeln!(f, "PASSED: 0 violations")?;
         } else {

@@ -9,7 +9,8 @@ use reqwest::Method;
 
 use crate::checks;
 use crate::history::{History, Recorder};
-use crate::report::{InjectedFault, Report};
+use crate::rebalance::{self, Rebalance};
+use crate::report::{InjectedFault, RebalanceOutcome, Report};
 use crate::schedule::{Fault, FaultKind, Schedule, Who};
 use crate::target::Target;
 use crate::workload::{Workload, WorkloadOptions};
@@ -28,11 +29,17 @@ pub struct RunOptions {
     pub length: Duration,
     /// The kinds of fault to draw from.
     pub kinds: Vec<FaultKind>,
+    /// How often a fault aimed at one node hits the leader
+    /// ([`crate::schedule::LEADER_SHARE`] by default).
+    pub leader_share: f64,
     pub workload: WorkloadOptions,
     /// After the last fault is healed, the cluster must be whole again within this.
     pub recovery_bound: Duration,
     /// …and every acknowledged blob back at its replication factor within this.
     pub replication_bound: Duration,
+    /// Join a spare storage node and drain it during the schedule (where
+    /// the target can start one; see [`crate::rebalance`]).
+    pub rebalance: bool,
 }
 
 /// Undoes one fault.
@@ -48,6 +55,7 @@ enum Heal {
 /// out of the schedule (and listed in the report).
 pub fn run(target: &mut dyn Target, options: &RunOptions) -> anyhow::Result<Report> {
     let mut skipped = Vec::new();
+    let mut skipped_rebalance = None;
     let kinds: Vec<FaultKind> = options
         .kinds
         .iter()
@@ -60,7 +68,7 @@ pub fn run(target: &mut dyn Target, options: &RunOptions) -> anyhow::Result<Repo
             }
         })
         .collect();
-    let schedule = Schedule::generate(options.seed, target.nodes(), options.length, &kinds);
+    let schedule = Schedule::generate_aimed(options.seed, target.nodes(), options.length, &kinds, options.leader_share);
     eprint!("{schedule}");
     let recorder = Arc::new(Recorder::new());
     let urls: Vec<String> = (0..target.nodes()).map(|node| target.base_url(node)).collect();
@@ -68,9 +76,18 @@ pub fn run(target: &mut dyn Target, options: &RunOptions) -> anyhow::Result<Repo
     let workload = Workload::start(urls, target.credentials(), &workload_options, recorder.clone())?;
     let mut injected = Vec::new();
     let mut violations = Vec::new();
+    let mut rebalance = match (options.rebalance, target.supports_spare()) {
+        (true, Ok(())) => Some(Rebalance::plan(schedule.steps.len())),
+        (true, Err(reason)) => {
+            skipped_rebalance = Some(reason);
+            None
+        }
+        (false, _) => None,
+    };
     // (step, node): nodes that exited on their own and were started again.
     let mut restarts = Vec::new();
     for (index, step) in schedule.steps.iter().enumerate() {
+        rebalance_step(target, &mut rebalance, index, &recorder, &mut violations);
         std::thread::sleep(step.quiet);
         let (heal, hit) = match inject(target, &step.fault) {
             Ok(done) => done,
@@ -92,8 +109,16 @@ pub fn run(target: &mut dyn Target, options: &RunOptions) -> anyhow::Result<Repo
         }
         injected.push(InjectedFault { step: index, fault: step.fault.clone(), node: hit, started_us: started });
     }
+    rebalance_step(target, &mut rebalance, schedule.steps.len(), &recorder, &mut violations);
     let healed = Instant::now();
-    let recovery = wait_for_recovery(target, options.recovery_bound).map(|()| healed.elapsed());
+    let spare = rebalance.as_ref().and_then(Rebalance::spare);
+    let recovery = wait_for_recovery(target, spare, options.recovery_bound).map(|()| healed.elapsed());
+    if spare.is_some() {
+        // Removed from the cluster (or not, and reported): stop the process.
+        if let Err(error) = target.stop_spare() {
+            violations.push(format!("stopping the spare failed: {error:#}"));
+        }
+    }
     // Clients keep going for a moment on the healed cluster.
     std::thread::sleep(AFTER_HEALING.saturating_sub(healed.elapsed()));
     workload.stop();
@@ -115,6 +140,13 @@ pub fn run(target: &mut dyn Target, options: &RunOptions) -> anyhow::Result<Repo
         violations.push(message.clone());
     }
     let failovers = checks::failover_times(&injected, &history);
+    let rebalance = match skipped_rebalance {
+        Some(reason) => RebalanceOutcome::NotOffered(reason),
+        None => match rebalance.as_ref().and_then(|plan| plan.figures(&history)) {
+            Some(figures) => RebalanceOutcome::Ran(figures),
+            None => RebalanceOutcome::Off,
+        },
+    };
     Ok(Report {
         seed: options.seed,
         schedule,
@@ -126,6 +158,7 @@ pub fn run(target: &mut dyn Target, options: &RunOptions) -> anyhow::Result<Repo
         recovery: recovery.ok(),
         restarts,
         replication: replication.ok(),
+        rebalance,
         logs: String::new(),
     })
 }
@@ -240,13 +273,28 @@ fn undo(target: &mut dyn Target, heal: Heal) -> anyhow::Result<()> {
     }
 }
 
+/// Joins or drains the spare when step `index` is due to (a failure is a violation).
+fn rebalance_step(
+    target: &mut dyn Target,
+    rebalance: &mut Option<Rebalance>,
+    index: usize,
+    recorder: &Recorder,
+    violations: &mut Vec<String>,
+) {
+    if let Some(plan) = rebalance {
+        if let Err(error) = plan.before_step(target, index, recorder) {
+            violations.push(format!("rebalancing before step {index}: {error:#}"));
+        }
+    }
+}
+
 /// Waits until every node answers, names the same leader, and sees every
-/// node alive.
-fn wait_for_recovery(target: &dyn Target, bound: Duration) -> anyhow::Result<()> {
+/// node alive (and the drained spare, if there is one, removed).
+fn wait_for_recovery(target: &dyn Target, spare: Option<u64>, bound: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + bound;
     let mut last = String::new();
     while Instant::now() < deadline {
-        match whole(target) {
+        match whole(target, spare) {
             Ok(()) => return Ok(()),
             Err(error) => last = format!("{error:#}"),
         }
@@ -255,7 +303,7 @@ fn wait_for_recovery(target: &dyn Target, bound: Duration) -> anyhow::Result<()>
     anyhow::bail!("{last}")
 }
 
-fn whole(target: &dyn Target) -> anyhow::Result<()> {
+fn whole(target: &dyn Target, spare: Option<u64>) -> anyhow::Result<()> {
     let mut leaders = Vec::new();
     for (node, client) in target.clients(STATE_TIMEOUT).iter().enumerate() {
         let state = client.call(Method::GET, "/_cluster/state")?.expect_status(200)?.json()?;
@@ -263,6 +311,9 @@ fn whole(target: &dyn Target) -> anyhow::Result<()> {
         let nodes = state["nodes"].as_array().cloned().unwrap_or_default();
         if let Some(down) = nodes.iter().find(|member| member["state"] != "removed" && member["liveness"] != "alive") {
             anyhow::bail!("node {node} sees {down}");
+        }
+        if let Some(spare) = spare.filter(|spare| !rebalance::spare_removed(&state, *spare)) {
+            anyhow::bail!("node {node} does not see the spare node {spare} removed yet");
         }
     }
     leaders.dedup();

@@ -173,8 +173,23 @@ pub struct Schedule {
 
 impl Schedule {
     /// The steps that fill `length` for a cluster of `nodes`, drawing faults
-    /// from `kinds` (those a cluster of this size cannot have are left out).
+    /// from `kinds` (those a cluster of this size cannot have are left out);
+    /// a fault aimed at one node hits the leader with [`LEADER_SHARE`].
     pub fn generate(seed: u64, nodes: usize, length: Duration, kinds: &[FaultKind]) -> Schedule {
+        Schedule::generate_aimed(seed, nodes, length, kinds, LEADER_SHARE)
+    }
+
+    /// Like [`Schedule::generate`], with faults aimed at one node hitting the
+    /// leader with probability `leader_share` (1.0: every one, as a failover
+    /// measurement wants; a split then always cuts the leader off).
+    pub fn generate_aimed(
+        seed: u64,
+        nodes: usize,
+        length: Duration,
+        kinds: &[FaultKind],
+        leader_share: f64,
+    ) -> Schedule {
+        let leader_share = leader_share.clamp(0.0, 1.0);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let kinds: Vec<FaultKind> = kinds.iter().copied().filter(|kind| possible(*kind, nodes)).collect();
         let mut steps = Vec::new();
@@ -187,7 +202,7 @@ impl Schedule {
             }
             used += quiet + hold;
             let kind = *kinds.choose(&mut rng).expect("not empty");
-            steps.push(Step { quiet, fault: fault_of(kind, nodes, &mut rng), hold });
+            steps.push(Step { quiet, fault: fault_of(kind, nodes, leader_share, &mut rng), hold });
         }
         Schedule { seed, steps }
     }
@@ -224,21 +239,27 @@ fn possible(kind: FaultKind, nodes: usize) -> bool {
     }
 }
 
-fn who(rng: &mut ChaCha8Rng, nodes: usize) -> Who {
-    if rng.gen_bool(0.4) {
+/// How often a fault aimed at one node hits the leader, by default.
+pub const LEADER_SHARE: f64 = 0.4;
+
+fn who(rng: &mut ChaCha8Rng, nodes: usize, leader_share: f64) -> Who {
+    if rng.gen_bool(leader_share) {
         Who::Leader
     } else {
         Who::Follower(rng.gen_range(0..nodes.max(2) - 1))
     }
 }
 
-fn fault_of(kind: FaultKind, nodes: usize, rng: &mut ChaCha8Rng) -> Fault {
+fn fault_of(kind: FaultKind, nodes: usize, leader_share: f64, rng: &mut ChaCha8Rng) -> Fault {
+    let who = |rng: &mut ChaCha8Rng, nodes| who(rng, nodes, leader_share);
     match kind {
         FaultKind::Kill => Fault::Kill(who(rng, nodes)),
         FaultKind::Pause => Fault::Pause(who(rng, nodes)),
         FaultKind::Isolate => Fault::Isolate(who(rng, nodes)),
         FaultKind::Split => {
-            Fault::Split { minority: rng.gen_range(1..=(nodes - 1) / 2).max(1), with_leader: rng.gen_bool(0.5) }
+            let minority = rng.gen_range(1..=(nodes - 1) / 2).max(1);
+            let with_leader = rng.gen_bool(0.5) || leader_share >= 1.0;
+            Fault::Split { minority, with_leader }
         }
         FaultKind::Bridge => Fault::Bridge(who(rng, nodes)),
         FaultKind::OneWay => Fault::OneWay(who(rng, nodes)),
@@ -279,6 +300,20 @@ mod tests {
                     prop_assert!(minority >= 1 && 2 * minority < nodes.max(3));
                 }
                 prop_assert!(nodes >= 3 || !matches!(step.fault.kind(), FaultKind::Bridge | FaultKind::Split));
+            }
+        }
+
+        #[test]
+        fn a_leader_share_of_one_aims_every_fault_at_the_leader(seed: u64) {
+            let schedule = Schedule::generate_aimed(seed, 3, Duration::from_secs(120), &FaultKind::ALL, 1.0);
+            for step in &schedule.steps {
+                let hits_leader = match step.fault {
+                    Fault::Split { with_leader, .. } => with_leader,
+                    Fault::Kill(who) | Fault::Pause(who) | Fault::Isolate(who) | Fault::Bridge(who)
+                    | Fault::OneWay(who) | Fault::DiskFull(who) => who == Who::Leader,
+                    Fault::Loss { who, .. } | Fault::ClockJump { who, .. } => who == Who::Leader,
+                };
+                prop_assert!(hits_leader, "{}", step.fault);
             }
         }
 

@@ -1,5 +1,6 @@
 //! The clients: push blobs and manifests, move and delete tags, read tags and
-//! blobs from every node, start GC and repair, and watch who leads.
+//! blobs from every node, start GC, repair and scrub, and watch who leads and
+//! what the layout is.
 //!
 //! Each client talks to one node (client `i` to node `i mod n`), as clients
 //! behind a load balancer with sticky connections do, so that every node,
@@ -25,6 +26,10 @@ use flotilla_cluster_tests::{Credentials, OciClient};
 use crate::history::{AckedBlob, AckedManifest, Recorder};
 use crate::linearizability::{Event, Op};
 
+/// The cluster tasks the workload starts, in turn. (`optimize` runs by
+/// itself after each layout change; the spare of [`crate::rebalance`] makes two.)
+const TASK_KINDS: [&str; 3] = ["gc", "repair", "scrub"];
+
 /// How hard the workload pushes.
 #[derive(Debug, Clone)]
 pub struct WorkloadOptions {
@@ -39,7 +44,7 @@ pub struct WorkloadOptions {
     /// Each request gives up after this long (longer than the nodes' own
     /// 10 s deadline for reaching a leader, so their 503 is seen).
     pub timeout: Duration,
-    /// Start a GC or a repair this often (`None`: never).
+    /// Start a GC, a repair or a scrub, in turn, this often (`None`: never).
     pub tasks_every: Option<Duration>,
     pub seed: u64,
     /// The repositories are `<namespace>/repo-<n>`: a name of this run's
@@ -138,7 +143,7 @@ impl Workload {
                 let mut round = 0u64;
                 while !stop_tasks.load(Ordering::Relaxed) {
                     if Instant::now() >= next {
-                        let kind = if round.is_multiple_of(2) { "gc" } else { "repair" };
+                        let kind = TASK_KINDS[round as usize % TASK_KINDS.len()];
                         start_task(&clients, &mut rng, kind, &recorder);
                         round += 1;
                         next = Instant::now() + every;
@@ -379,6 +384,14 @@ impl Watcher {
             let Ok(state) = reply.json() else { continue };
             if let (Some(term), Some(leader)) = (state["term"].as_u64(), state["leader"].as_u64()) {
                 self.recorder.leader_seen(index, term, leader);
+            }
+            if let Some(version) = state["layout"]["version"].as_u64() {
+                self.recorder.layout_seen(version, state["layout"]["sync_state"] == "synced");
+            }
+            for member in state["nodes"].as_array().into_iter().flatten() {
+                if let (Some(id), Some(member_state)) = (member["id"].as_u64(), member["state"].as_str()) {
+                    self.recorder.member_state_seen(id, member_state);
+                }
             }
         }
     }

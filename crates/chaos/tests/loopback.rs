@@ -1,7 +1,8 @@
 //! Chaos runs against real `flotilla` processes on loopback, as CI runs them:
 //!
-//! - a short fixed-seed schedule of process and network faults breaks none
-//!   of the cluster's promises;
+//! - a short fixed-seed schedule of process, network and clock faults, with
+//!   a spare node joining and being drained meanwhile, breaks none of the
+//!   cluster's promises;
 //! - the harness catches a broken cluster: with `read_consistency = "local"`
 //!   a node cut off from the others serves stale tags, and the linearizability
 //!   checker must say so.
@@ -11,7 +12,8 @@
 
 use std::time::Duration;
 
-use flotilla_chaos::schedule::FaultKind;
+use flotilla_chaos::report::RebalanceOutcome;
+use flotilla_chaos::schedule::{FaultKind, LEADER_SHARE};
 use flotilla_chaos::target::loopback::{Loopback, LoopbackOptions};
 use flotilla_chaos::target::Target;
 use flotilla_chaos::workload::WorkloadOptions;
@@ -38,26 +40,36 @@ fn a_fixed_seed_schedule_of_process_and_network_faults_breaks_no_promise() {
         eprintln!("skipped: iptables is not usable here (needs root)");
         return;
     }
-    let options = LoopbackOptions { nodes: 3, node_args: Vec::new(), disk_bytes: None, fake_clocks: false };
+    // clock-jump preloads libfaketime (scripts/deps.sh installs it).
+    let options = LoopbackOptions { nodes: 3, node_args: Vec::new(), disk_bytes: None, fake_clocks: true };
     // disk-full is left to the longer documented runs (docs/chaos.md): a node
     // restarted after its disk filled up while the cluster elects can exit
     // again before it is ready, which a supervisor retries but a fixed
     // schedule in CI would report.
-    // clock-jump needs libfaketime, which CI does not install.
-    let kinds: Vec<FaultKind> =
-        FaultKind::ALL.into_iter().filter(|kind| !matches!(kind, FaultKind::DiskFull | FaultKind::ClockJump)).collect();
+    let kinds: Vec<FaultKind> = FaultKind::ALL.into_iter().filter(|kind| *kind != FaultKind::DiskFull).collect();
     let run_options = RunOptions {
         seed: CI_SEED,
         length: Duration::from_secs(75),
         kinds,
+        leader_share: LEADER_SHARE,
         workload: WorkloadOptions { tasks_every: Some(Duration::from_secs(8)), ..WorkloadOptions::default() },
         recovery_bound: Duration::from_secs(60),
         replication_bound: Duration::from_secs(90),
+        // A spare storage node joins and is drained while the faults go on.
+        rebalance: true,
     };
     let report = run_loopback(&options, &run_options);
     assert!(report.passed(), "violations: {:#?}", report.violations);
     assert!(report.injected.len() >= 6, "a CI run injects a handful of faults");
     assert!(report.history.tag_events.len() > 100, "the workload did something");
+    assert!(report.skipped.is_empty(), "every kind asked for was injectable: {:?}", report.skipped);
+    match &report.rebalance {
+        RebalanceOutcome::Ran(figures) => {
+            assert!(figures.drain_step.is_some(), "the spare was drained");
+            assert!(figures.layouts.len() >= 2, "joining and draining the spare made layouts: {figures:?}");
+        }
+        other => panic!("the spare did not join and leave: {other:?}"),
+    }
 }
 
 #[test]
@@ -76,9 +88,11 @@ fn local_reads_on_a_cut_off_node_are_caught_by_the_linearizability_checker() {
         seed: 7,
         length: Duration::from_secs(30),
         kinds: vec![FaultKind::Isolate],
+        leader_share: LEADER_SHARE,
         workload: WorkloadOptions { tasks_every: None, ..WorkloadOptions::default() },
         recovery_bound: Duration::from_secs(60),
         replication_bound: Duration::from_secs(90),
+        rebalance: false,
     };
     let report = run_loopback(&options, &run_options);
     assert!(

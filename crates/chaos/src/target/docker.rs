@@ -6,7 +6,8 @@
 //! are iptables rules on container addresses in the `DOCKER-USER` chain,
 //! which sees the traffic between containers on a bridge network. Blob copies
 //! are counted in each node's `/data` volume on the host. Disks and clocks
-//! are shared with the host, so those faults are not offered.
+//! are shared with the host, so those faults are not offered. The spare of
+//! a rebalancing run is one more container like node 1's, removed at the end.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -29,6 +30,8 @@ pub struct Docker {
     replication_factor: usize,
     /// Each node's `/data` volume on the host (it survives restarts).
     data_dirs: Vec<PathBuf>,
+    /// The spare's container, once started ([`Target::add_spare`]).
+    spare: Option<String>,
 }
 
 impl Docker {
@@ -58,6 +61,7 @@ impl Docker {
             network: Partition::in_chain("DOCKER-USER"),
             replication_factor,
             data_dirs,
+            spare: None,
         })
     }
 
@@ -180,6 +184,58 @@ impl Target for Docker {
 
     fn shift_clock(&mut self, _node: usize, _seconds: i64) -> anyhow::Result<()> {
         bail!("not offered for containers")
+    }
+
+    fn supports_spare(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// A container like node 1's (its image, network and settings) under a
+    /// node id of its own, joining through every node: a run against a
+    /// cluster that already removed an earlier run's spare must not reuse
+    /// that id (a removed id never joins again).
+    fn add_spare(&mut self) -> anyhow::Result<u64> {
+        anyhow::ensure!(self.spare.is_none(), "the spare was started already");
+        let first = &self.containers[0];
+        let image = docker(&["inspect", "-f", "{{.Config.Image}}", first])?.trim().to_owned();
+        let network =
+            docker(&["inspect", "-f", "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}", first])?;
+        let network = network.split_whitespace().next().context("node 1 is on no network")?.to_owned();
+        let env = docker(&["inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", first])?;
+        let id = 100 + u64::from(rand::random::<u16>());
+        let name = format!("flotilla-chaos-spare-{id}");
+        let join: Vec<String> = (1..=self.containers.len()).map(|node| format!("node{node}:5001")).collect();
+        let mut args: Vec<String> =
+            ["run", "-d", "--name", &name, "--network", &network, "--network-alias", &name, "--hostname", &name]
+                .map(str::to_owned)
+                .to_vec();
+        let overridden = ["FLOTILLA_NODE_ID=", "FLOTILLA_JOIN=", "FLOTILLA_ADVERTISE_"];
+        for line in env.lines().filter(|line| line.starts_with("FLOTILLA_")) {
+            if !overridden.iter().any(|prefix| line.starts_with(prefix)) {
+                args.extend(["-e".to_owned(), line.to_owned()]);
+            }
+        }
+        for setting in [
+            format!("FLOTILLA_NODE_ID={id}"),
+            format!("FLOTILLA_JOIN={}", join.join(",")),
+            format!("FLOTILLA_ADVERTISE_HTTP={name}:5000"),
+            format!("FLOTILLA_ADVERTISE_RPC={name}:5001"),
+            format!("FLOTILLA_ADVERTISE_GOSSIP={name}:5002"),
+        ] {
+            args.extend(["-e".to_owned(), setting]);
+        }
+        args.push(image);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        docker(&args).context("starting the spare container")?;
+        self.spare = Some(name);
+        Ok(id)
+    }
+
+    fn stop_spare(&mut self) -> anyhow::Result<()> {
+        if let Some(name) = self.spare.take() {
+            docker(&["rm", "-f", "-v", &name])?;
+        }
+        Ok(())
     }
 
     fn copies(&self, digest: &str) -> anyhow::Result<usize> {

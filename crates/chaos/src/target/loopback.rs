@@ -49,6 +49,10 @@ pub struct Loopback {
     /// The directory of each node's clock offset file (`offset-<node>`).
     clocks: Option<PathBuf>,
     replication_factor: usize,
+    /// The nodes faults and clients use: the first ones of the sandbox.
+    nodes: usize,
+    /// The sandbox index of the spare ([`Target::add_spare`]), once started.
+    spare: Option<usize>,
 }
 
 impl Loopback {
@@ -89,6 +93,8 @@ impl Loopback {
             killed: BTreeSet::new(),
             clocks,
             replication_factor,
+            nodes: options.nodes,
+            spare: None,
         })
     }
 
@@ -104,7 +110,7 @@ impl Loopback {
 
 impl Target for Loopback {
     fn nodes(&self) -> usize {
-        self.sandbox.nodes().len()
+        self.nodes
     }
 
     fn base_url(&self, node: usize) -> String {
@@ -202,8 +208,33 @@ impl Target for Loopback {
         Ok(())
     }
 
+    fn add_spare(&mut self) -> anyhow::Result<u64> {
+        anyhow::ensure!(self.spare.is_none(), "the spare was started already");
+        if let Some(dir) = &self.clocks {
+            // Its clock stays true, but libfaketime is preloaded into it too.
+            std::fs::write(dir.join(format!("offset-{}", self.sandbox.nodes().len())), "+0\n")?;
+        }
+        // Joins through every node; with FLOTILLA_VOTERS set to the first
+        // nodes' count it stays a non-voting storage node.
+        self.sandbox.add_node().context("starting the spare")?;
+        let index = self.sandbox.nodes().len() - 1;
+        self.spare = Some(index);
+        Ok(index as u64 + 1)
+    }
+
+    fn supports_spare(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn stop_spare(&mut self) -> anyhow::Result<()> {
+        if let Some(index) = self.spare {
+            self.sandbox.node(index).kill9();
+        }
+        Ok(())
+    }
+
     fn copies(&self, digest: &str) -> anyhow::Result<usize> {
-        Ok(self.sandbox.nodes().iter().filter(|node| node.blob_path(digest).is_file()).count())
+        Ok(self.sandbox.nodes()[..self.nodes].iter().filter(|node| node.blob_path(digest).is_file()).count())
     }
 
     fn log_tails(&self, lines: usize) -> String {

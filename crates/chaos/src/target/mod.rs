@@ -53,7 +53,24 @@ pub trait Target {
     /// every node whose process exited on its own, and says which.
     fn revive(&mut self) -> anyhow::Result<Vec<usize>>;
 
-    /// How many nodes hold a verified-looking copy of `digest` on disk.
+    /// Starts one more node that joins as a storage node, for rebalancing
+    /// under faults: it gets partitions (data moves to it), then is drained
+    /// (data moves off). Faults never hit it and clients never use it; it
+    /// is not counted in [`Target::nodes`]. Its node id, or `Err(why)` if
+    /// this target has no room for one.
+    fn add_spare(&mut self) -> anyhow::Result<u64> {
+        anyhow::bail!("this target cannot start another node")
+    }
+    /// `Err(why)` if [`Target::add_spare`] is not offered.
+    fn supports_spare(&self) -> Result<(), String> {
+        Err("this target cannot start another node".into())
+    }
+    /// Stops the spare once the cluster has removed it.
+    fn stop_spare(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// How many of the [`Target::nodes`] hold a verified-looking copy of `digest` on disk.
     fn copies(&self, digest: &str) -> anyhow::Result<usize>;
     /// The tail of every node's log, for a failure report.
     fn log_tails(&self, lines: usize) -> String;
