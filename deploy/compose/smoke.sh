@@ -7,6 +7,7 @@
 # then removes everything.
 #
 #   deploy/compose/smoke.sh
+#   FLOTILLA_BINARY=target/debug/flotilla FLOTILLA_IMAGE=flotilla:test deploy/compose/smoke.sh
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 export FLOTILLA_ADMIN_PASSWORD="${FLOTILLA_ADMIN_PASSWORD:-smoke-$RANDOM$RANDOM}"
@@ -16,7 +17,9 @@ work="$(mktemp -d)"
 cleanup() { compose down --volumes --timeout 5 >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-"$here/../image/build.sh" flotilla:latest
+# FLOTILLA_BINARY=path packages that binary instead of a release build.
+export FLOTILLA_IMAGE="${FLOTILLA_IMAGE:-flotilla:latest}"
+"$here/../image/build.sh" "$FLOTILLA_IMAGE"
 compose up -d
 creds="admin:$FLOTILLA_ADMIN_PASSWORD"
 ports=(15000 15001 15002)
