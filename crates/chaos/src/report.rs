@@ -85,6 +85,7 @@ impl Report {
             "failovers": self.failovers.len(),
             "failover_p50_ms": ms(self.failover_percentile(50.0)),
             "failover_p99_ms": ms(self.failover_percentile(99.0)),
+            "failover_ms": self.failovers.iter().map(|d| d.as_millis() as u64).collect::<Vec<_>>(),
             "recovery_ms": ms(self.recovery),
             "full_replication_ms": ms(self.replication),
             "rebalance": match &self.rebalance {
