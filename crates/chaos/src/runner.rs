@@ -55,7 +55,6 @@ enum Heal {
 /// out of the schedule (and listed in the report).
 pub fn run(target: &mut dyn Target, options: &RunOptions) -> anyhow::Result<Report> {
     let mut skipped = Vec::new();
-    let mut skipped_rebalance = None;
     let kinds: Vec<FaultKind> = options
         .kinds
         .iter()
@@ -76,13 +75,10 @@ pub fn run(target: &mut dyn Target, options: &RunOptions) -> anyhow::Result<Repo
     let workload = Workload::start(urls, target.credentials(), &workload_options, recorder.clone())?;
     let mut injected = Vec::new();
     let mut violations = Vec::new();
-    let mut rebalance = match (options.rebalance, target.supports_spare()) {
-        (true, Ok(())) => Some(Rebalance::plan(schedule.steps.len())),
-        (true, Err(reason)) => {
-            skipped_rebalance = Some(reason);
-            None
-        }
-        (false, _) => None,
+    let (mut rebalance, rebalance_not_offered) = match (options.rebalance, target.supports_spare()) {
+        (true, Ok(())) => (Some(Rebalance::plan(schedule.steps.len())), None),
+        (true, Err(reason)) => (None, Some(reason)),
+        (false, _) => (None, None),
     };
     // (step, node): nodes that exited on their own and were started again.
     let mut restarts = Vec::new();
@@ -140,7 +136,7 @@ pub fn run(target: &mut dyn Target, options: &RunOptions) -> anyhow::Result<Repo
         violations.push(message.clone());
     }
     let failovers = checks::failover_times(&injected, &history);
-    let rebalance = match skipped_rebalance {
+    let rebalance = match rebalance_not_offered {
         Some(reason) => RebalanceOutcome::NotOffered(reason),
         None => match rebalance.as_ref().and_then(|plan| plan.figures(&history)) {
             Some(figures) => RebalanceOutcome::Ran(figures),
