@@ -2,7 +2,7 @@
 //! median clock: every [`PERIOD`] it asks each voter for its raw wall clock
 //! (`ClusterService.Clock`), corrects each answer by half the round trip,
 //! and anchors cluster time at the median of those offsets and its own (0).
-//! Answers slower than [`MAX_ROUND_TRIP`] are not used; without answers from
+//! Answers slower than half a second are not used; without answers from
 //! a majority of the voters the anchor stays where it was, carried forward
 //! by the monotonic clock.
 

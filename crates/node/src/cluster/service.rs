@@ -9,7 +9,7 @@
 //! A join is refused, never retried by the joiner, when the node belongs to
 //! another cluster, when its id was removed, or when its id is already a
 //! member at other addresses. A node without a leader answers `UNAVAILABLE`,
-//! or [`NO_CLUSTER`](super::join::NO_CLUSTER) when it is in no cluster at all
+//! or [`NO_CLUSTER`] when it is in no cluster at all
 //! (what `bootstrap_if_first` waits to hear from every listed node).
 
 use std::sync::Arc;
