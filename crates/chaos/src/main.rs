@@ -73,22 +73,16 @@ enum Commands {
         seed: u64,
         #[arg(long, default_value_t = 3)]
         nodes: usize,
-        #[arg(long, default_value = "60s", value_parser = parse_duration)]
-        length: Duration,
-        #[arg(long, value_delimiter = ',', default_value = ALL_FAULTS)]
-        faults: Vec<FaultKind>,
-        #[arg(long, default_value_t = LEADER_SHARE)]
-        leader_share: f64,
+        #[command(flatten)]
+        faults: FaultArgs,
     },
 }
 
 const ALL_FAULTS: &str = "kill,pause,isolate,split,bridge,one-way,loss,disk-full,clock-jump";
 
+/// What a schedule is drawn from, besides the seed and the node count.
 #[derive(Args)]
-struct RunArgs {
-    /// The seed of the schedule (default: a random one, printed).
-    #[arg(long)]
-    seed: Option<u64>,
+struct FaultArgs {
     /// How long faults are injected (then everything is healed and checked).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     length: Duration,
@@ -99,6 +93,15 @@ struct RunArgs {
     /// for failover figures over many leader faults).
     #[arg(long, default_value_t = LEADER_SHARE)]
     leader_share: f64,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The seed of the schedule (default: a random one, printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    #[command(flatten)]
+    faults: FaultArgs,
     /// Client threads.
     #[arg(long, default_value_t = 6)]
     clients: usize,
@@ -124,9 +127,9 @@ impl RunArgs {
         let seed = self.seed.unwrap_or_else(rand::random);
         RunOptions {
             seed,
-            length: self.length,
-            kinds: self.faults.clone(),
-            leader_share: self.leader_share,
+            length: self.faults.length,
+            kinds: self.faults.faults.clone(),
+            leader_share: self.faults.leader_share,
             workload: WorkloadOptions {
                 clients: self.clients,
                 tasks_every: (!self.tasks_every.is_zero()).then_some(self.tasks_every),
@@ -168,8 +171,8 @@ fn main() -> ExitCode {
 
 fn execute(command: Commands) -> anyhow::Result<bool> {
     match command {
-        Commands::Schedule { seed, nodes, length, faults, leader_share } => {
-            print!("{}", Schedule::generate_aimed(seed, nodes, length, &faults, leader_share));
+        Commands::Schedule { seed, nodes, faults } => {
+            print!("{}", Schedule::generate_aimed(seed, nodes, faults.length, &faults.faults, faults.leader_share));
             Ok(true)
         }
         Commands::Loopback { run: args, nodes, flotilla_bin, node_args, disk_mib } => {

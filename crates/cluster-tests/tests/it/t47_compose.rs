@@ -9,20 +9,13 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+/// Whether `program arg` runs and succeeds.
+fn succeeds(program: &str, arg: &str) -> bool {
+    Command::new(program).arg(arg).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
 fn compose_available() -> bool {
-    let docker = Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    let compose = Command::new("docker-compose")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    docker && compose
+    succeeds("docker", "info") && succeeds("docker-compose", "version")
 }
 
 #[test]

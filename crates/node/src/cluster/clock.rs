@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use flotilla_raft::clock;
-use flotilla_raft::network::client::endpoint;
+use flotilla_raft::network::client::shared_channel;
 
 use super::ClusterView;
 use crate::proto::cluster::cluster_service_client::ClusterServiceClient;
@@ -65,12 +65,12 @@ pub async fn sync(view: &ClusterView) {
 
 /// A peer's clock offset from this node's, if it answered in time.
 async fn read_peer(addr: &str) -> Option<i64> {
-    let endpoint = endpoint(addr).ok()?.timeout(MAX_ROUND_TRIP);
-    let channel = endpoint.connect().await.ok()?;
-    let mut client = ClusterServiceClient::new(channel);
+    let mut client = ClusterServiceClient::new(shared_channel(addr).ok()?);
+    let mut request = tonic::Request::new(ClockRequest {});
+    request.set_timeout(MAX_ROUND_TRIP);
     let started = Instant::now();
     let sent_ms = clock::wall_ms();
-    let reply = client.clock(ClockRequest {}).await.ok()?.into_inner();
+    let reply = client.clock(request).await.ok()?.into_inner();
     let received_ms = clock::wall_ms();
     if started.elapsed() > MAX_ROUND_TRIP {
         return None;

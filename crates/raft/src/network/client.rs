@@ -57,17 +57,20 @@ struct Channels {
 }
 
 impl Channels {
-    fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, tonic::transport::Error> {
+    fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
         let mut channels = self.by_addr.lock();
-        let channel = match channels.get(addr) {
+        Ok(match channels.get(addr) {
             Some(channel) => channel.clone(),
             None => {
                 let channel = endpoint(addr)?.connect_lazy();
                 channels.insert(addr.to_owned(), channel.clone());
                 channel
             }
-        };
-        Ok(RaftServiceClient::new(channel)
+        })
+    }
+
+    fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, tonic::transport::Error> {
+        Ok(RaftServiceClient::new(self.channel(addr)?)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
@@ -117,6 +120,12 @@ pub fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
 }
 
 /// The channels of the free `rpc_*` functions, which have no owner to hold them.
+/// The process's channel to the node at `addr`, for any inter-node service
+/// it serves (a channel carries every service of that node).
+pub fn shared_channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
+    shared_channels().channel(addr)
+}
+
 fn shared_channels() -> &'static Channels {
     static CHANNELS: OnceLock<Channels> = OnceLock::new();
     CHANNELS.get_or_init(Channels::default)
