@@ -56,13 +56,19 @@ use crate::upload_forward::UploadForwarder;
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
 /// Election timeout range; several heartbeats, randomised to avoid split votes.
 ///
-/// openraft 0.9 makes a follower refuse votes for a leader lease of
-/// `ELECTION_TIMEOUT_MAX` after the last heartbeat, so the first candidate
-/// after a leader dies is nearly always refused and the second one wins: a
-/// failover takes about two timeouts. 200–400 ms keeps that near 0.6 s,
-/// with four heartbeats in the shortest timeout.
+/// openraft 0.9 gives every follower a leader lease of `ELECTION_TIMEOUT_MAX`
+/// after the last heartbeat, during which it refuses votes, and a follower
+/// campaigns only after that lease plus its own timeout (drawn once from this
+/// range when the node starts, checked every 1.5 heartbeats): a failover
+/// takes 0.6–0.9 s, with four heartbeats in the shortest timeout.
 const ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(200);
 const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(400);
+/// After an election lost to competing candidates only, the next attempt waits
+/// a delay drawn afresh from this range (see `flotilla_raft::election`), not
+/// the node's fixed election timeout. Short next to that timeout; long next to
+/// a vote's round trip (a synced write on the voter), so two candidates rarely
+/// collide twice.
+const SPLIT_VOTE_RETRY_DELAY: std::ops::Range<Duration> = Duration::from_millis(10)..Duration::from_millis(150);
 /// How long startup waits for this node's cluster to have a leader.
 const LEADER_WAIT: Duration = Duration::from_secs(30);
 
@@ -126,14 +132,21 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         snapshot_max_chunk_size: config.raft_snapshot_chunk_bytes,
         ..Default::default()
     };
+    let (vote_outcomes, vote_answers) = tokio::sync::mpsc::unbounded_channel();
     let raft = flotilla_raft::types::Raft::new(
         config.node_id,
         Arc::new(raft_config.validate()?),
-        NetworkFactory::default(),
+        NetworkFactory::reporting_votes_to(vote_outcomes),
         log_store,
         state_machine,
     )
     .await?;
+    tokio::spawn(flotilla_raft::election::break_split_votes(
+        raft.clone(),
+        config.node_id,
+        vote_answers,
+        SPLIT_VOTE_RETRY_DELAY,
+    ));
     let meta = MetaClient::new(raft.clone(), config.node_id, catalog.clone());
     let view = Arc::new(ClusterView::new(config.node_id, raft.clone(), catalog.clone()));
     let peers = BlobPeers::default();

@@ -28,6 +28,7 @@ pub mod client;
 pub mod clock;
 pub mod cluster;
 pub mod command;
+pub mod election;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;

@@ -31,6 +31,7 @@ use super::proto::{Empty, Payload};
 use super::tls::RpcTls;
 use super::{ForwardError, MAX_MESSAGE_BYTES};
 use crate::command::{Request, Response};
+use crate::election::{Answer, VoteOutcome, VoteOutcomes};
 use crate::types::{NodeAddr, NodeId, TypeConfig};
 
 /// Deadline of a Raft RPC when openraft gives none, and of forward / read-index
@@ -135,13 +136,27 @@ fn shared_channels() -> &'static Channels {
 #[derive(Clone, Default)]
 pub struct NetworkFactory {
     channels: Channels,
+    vote_outcomes: Option<VoteOutcomes>,
+}
+
+impl NetworkFactory {
+    /// Also reports the answer to each of this node's vote requests to
+    /// `outcomes` (the split-vote breaker of [`crate::election`]).
+    pub fn reporting_votes_to(outcomes: VoteOutcomes) -> NetworkFactory {
+        NetworkFactory { channels: Channels::default(), vote_outcomes: Some(outcomes) }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> PeerClient {
-        PeerClient { target, node: node.clone(), channels: self.channels.clone() }
+        PeerClient {
+            target,
+            node: node.clone(),
+            channels: self.channels.clone(),
+            vote_outcomes: self.vote_outcomes.clone(),
+        }
     }
 }
 
@@ -150,6 +165,7 @@ pub struct PeerClient {
     target: NodeId,
     node: NodeAddr,
     channels: Channels,
+    vote_outcomes: Option<VoteOutcomes>,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, NodeAddr, E>>;
@@ -231,7 +247,21 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, RaftError<NodeId>> {
-        self.call(RpcKind::Vote, &rpc, deadline(&option, RPC_TIMEOUT)).await
+        // The soft deadline, so that a silent peer is reported as unreachable
+        // before openraft gives up on the call at the hard one.
+        let timeout = match option.soft_ttl() {
+            ttl if ttl.is_zero() => RPC_TIMEOUT,
+            ttl => ttl,
+        };
+        let result = match tokio::time::timeout(timeout, self.call(RpcKind::Vote, &rpc, timeout)).await {
+            Ok(result) => result,
+            Err(elapsed) => Err(RPCError::Network(NetworkError::new(&elapsed))),
+        };
+        if let Some(outcomes) = &self.vote_outcomes {
+            let answer = Answer::of(&rpc, &result);
+            let _ = outcomes.send(VoteOutcome { vote: rpc.vote, peer: self.target, answer });
+        }
+        result
     }
 }
 
