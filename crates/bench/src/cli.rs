@@ -107,6 +107,10 @@ pub struct CommonArgs {
     /// [default: the system temp dir].
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Keep the work dir (the registries' data and logs) after the run
+    /// instead of removing it, and print where it is.
+    #[arg(long)]
+    pub keep_work_dir: bool,
     /// Run every registry process with warning-level logs and no access log
     /// (default: the shipped logging).
     #[arg(long)]
@@ -162,6 +166,7 @@ pub struct Plan {
     pub flotilla_bin: PathBuf,
     pub docker_registry_bin: PathBuf,
     pub work_dir: Option<PathBuf>,
+    pub keep_work_dir: bool,
     pub large: LargePlan,
     pub ops: OpsPlan,
     pub probe_bytes: u64,
@@ -194,6 +199,7 @@ impl From<Args> for Plan {
             flotilla_bin: args.common.flotilla_bin.clone().unwrap_or_else(default_flotilla_bin),
             docker_registry_bin: args.docker_registry_bin.clone(),
             work_dir: args.common.work_dir.clone(),
+            keep_work_dir: args.common.keep_work_dir,
             large: LargePlan {
                 blobs: pick(args.blobs, LARGE_BLOBS),
                 blob_bytes: pick(args.blob_mib, LARGE_BLOB_MIB) * MIB,

@@ -50,6 +50,9 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     }
     let machine =
         MachineLoad { cores: limits::cores(), load_average_1m_start, load_average_1m_end: limits::load_average_1m() };
+    if plan.keep_work_dir {
+        progress(format!("kept the work dir {}", root.keep().display()));
+    }
     Ok(Report { plan: plan.clone(), limits, machine, results })
 }
 

@@ -101,6 +101,11 @@ pub struct ClusterArgs {
     /// [default: the node's own, 100 MiB/s].
     #[arg(long)]
     pub copy_rate: Option<u64>,
+    /// Limit every node to this many cores (a cgroup per node with a CPU
+    /// quota; needs root), as if each node had a small machine of its own:
+    /// on one host, the way to see follower reads scale [default: unlimited].
+    #[arg(long, value_parser = parse_cores)]
+    pub node_cpus: Option<f64>,
     /// Measurements to leave out (repeatable or comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub skip: Vec<Phase>,
@@ -135,6 +140,7 @@ pub struct ClusterPlan {
     pub nodes: u64,
     pub flotilla_bin: PathBuf,
     pub work_dir: Option<PathBuf>,
+    pub keep_work_dir: bool,
     /// Read phases; `small_blobs` and `small_blob_bytes` are the fixtures' layers.
     pub reads: OpsPlan,
     pub writers: u64,
@@ -147,6 +153,8 @@ pub struct ClusterPlan {
     /// Blobs of the maintenance phase, and the nodes' copy rate.
     pub maintenance_blobs: u64,
     pub copy_rate: Option<u64>,
+    /// Cores each node may use, when limited.
+    pub node_cpus: Option<f64>,
     pub skip: Vec<Phase>,
     pub quiet_logs: bool,
     #[serde(skip)]
@@ -181,6 +189,7 @@ impl From<ClusterArgs> for ClusterPlan {
             nodes: args.nodes,
             flotilla_bin: args.common.flotilla_bin.clone().unwrap_or_else(default_flotilla_bin),
             work_dir: args.common.work_dir.clone(),
+            keep_work_dir: args.common.keep_work_dir,
             reads: OpsPlan {
                 concurrency: args.concurrency,
                 phase_secs: pick(args.op_seconds, OP_PHASE_SECS),
@@ -205,6 +214,7 @@ impl From<ClusterArgs> for ClusterPlan {
             gc_blobs: pick(args.gc_blobs, GC_BLOBS),
             maintenance_blobs: pick(args.maintenance_blobs, MAINTENANCE_BLOBS),
             copy_rate: args.copy_rate,
+            node_cpus: args.node_cpus,
             skip,
             quiet_logs: args.common.quiet_logs,
             json: args.common.json,
@@ -219,6 +229,13 @@ fn parse_nodes(value: &str) -> Result<u64, String> {
     match value.parse::<u64>() {
         Ok(nodes @ (3 | 5)) => Ok(nodes),
         _ => Err(format!("{value:?}: a cluster benchmark runs 3 or 5 nodes")),
+    }
+}
+
+fn parse_cores(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(cores) if (0.1..=1024.0).contains(&cores) => Ok(cores),
+        _ => Err(format!("{value:?}: cores per node, from 0.1 up")),
     }
 }
 
@@ -275,5 +292,14 @@ mod tests {
         }
         assert!(plan(&["--failover-trials", "0"]).is_err());
         assert!(plan(&["--writers", "0"]).is_err());
+    }
+
+    #[test]
+    fn node_cpus_are_a_positive_share_of_cores() {
+        assert_eq!(plan(&[]).unwrap().node_cpus, None);
+        assert_eq!(plan(&["--node-cpus", "0.5"]).unwrap().node_cpus, Some(0.5));
+        for cores in ["0", "-1", "0.05", "NaN", "inf", "half"] {
+            assert!(plan(&["--node-cpus", cores]).is_err(), "--node-cpus {cores}");
+        }
     }
 }

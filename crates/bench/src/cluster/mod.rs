@@ -23,6 +23,7 @@
 
 pub mod blobs;
 pub mod cli;
+pub mod cpu_limit;
 pub mod failover;
 pub mod fill;
 pub mod gc;
@@ -39,7 +40,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use self::cli::{ClusterArgs, ClusterPlan, Phase};
-use self::nodes::LocalCluster;
+use self::nodes::{LocalCluster, NodeLaunch};
 use self::report::ClusterReport;
 use crate::client::RegistryClient;
 use crate::content::{BlobSpec, MIB};
@@ -107,15 +108,14 @@ pub async fn run(plan: &ClusterPlan) -> anyhow::Result<ClusterReport> {
     progress(format!("starting {} nodes", plan.nodes));
     let forming = Instant::now();
     let extra_args = plan.copy_rate.map(|rate| vec!["--copy-rate".into(), rate.to_string().into()]).unwrap_or_default();
-    let mut cluster = LocalCluster::start(
-        &plan.flotilla_bin,
-        plan.nodes,
-        root.path(),
+    let launch = NodeLaunch {
+        binary: plan.flotilla_bin.clone(),
         extra_args,
-        plan.quiet_logs,
-        plan.ready_timeout(),
-    )
-    .await?;
+        quiet_logs: plan.quiet_logs,
+        ready_timeout: plan.ready_timeout(),
+        cpus: plan.node_cpus,
+    };
+    let mut cluster = LocalCluster::start(launch, plan.nodes, root.path()).await?;
     let formed = state::wait_formed(&mut cluster, plan.ready_timeout()).await?;
     let formation_secs = forming.elapsed().as_secs_f64();
     progress(format!(
@@ -143,6 +143,9 @@ pub async fn run(plan: &ClusterPlan) -> anyhow::Result<ClusterReport> {
     report.machine.load_average_1m_end = limits::load_average_1m();
     report.total_secs = started.elapsed().as_secs_f64();
     drop(cluster);
+    if plan.keep_work_dir {
+        progress(format!("kept the work dir {}", root.keep().display()));
+    }
     Ok(report)
 }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 
+use super::cpu_limit::NodeCgroup;
 use super::state::Admin;
 use crate::registry::{die_with_parent, read_tail, ADMIN_PASSWORD};
 
@@ -43,6 +44,8 @@ pub struct ClusterNode {
     log_path: PathBuf,
     args: Vec<OsString>,
     child: Option<Child>,
+    /// With `--node-cpus`: the cgroup every run of this node is put in.
+    cgroup: Option<NodeCgroup>,
 }
 
 impl ClusterNode {
@@ -65,42 +68,36 @@ impl ClusterNode {
     }
 }
 
+/// How every node of a [`LocalCluster`] is run.
+#[derive(Debug, Clone)]
+pub struct NodeLaunch {
+    pub binary: PathBuf,
+    /// Flags every node gets besides its own.
+    pub extra_args: Vec<OsString>,
+    /// Warning-level logs only.
+    pub quiet_logs: bool,
+    /// How long a node may take to become ready.
+    pub ready_timeout: Duration,
+    /// Cores each node may use (a cgroup per node), or unlimited.
+    pub cpus: Option<f64>,
+}
+
 /// The running cluster; every node is killed when it is dropped.
 pub struct LocalCluster {
     pub nodes: Vec<ClusterNode>,
     pub admin: Admin,
-    binary: PathBuf,
+    launch: NodeLaunch,
     root: PathBuf,
     /// Voters the cluster keeps: the nodes of `start`; later ones are storage nodes.
     voters: u64,
-    /// Flags every node gets besides its own.
-    extra_args: Vec<OsString>,
-    quiet_logs: bool,
-    ready_timeout: Duration,
 }
 
 impl LocalCluster {
     /// Starts `count` nodes under `root` one after the other, each once its
     /// `/readyz` answers 200 (formation is [`super::state::wait_formed`]'s job).
-    /// Every node also gets `extra_args`.
-    pub async fn start(
-        binary: &Path,
-        count: u64,
-        root: &Path,
-        extra_args: Vec<OsString>,
-        quiet_logs: bool,
-        ready_timeout: Duration,
-    ) -> anyhow::Result<Self> {
-        let mut cluster = LocalCluster {
-            nodes: Vec::new(),
-            admin: Admin::new()?,
-            binary: binary.to_owned(),
-            root: root.to_owned(),
-            voters: count,
-            extra_args,
-            quiet_logs,
-            ready_timeout,
-        };
+    pub async fn start(launch: NodeLaunch, count: u64, root: &Path) -> anyhow::Result<Self> {
+        let mut cluster =
+            LocalCluster { nodes: Vec::new(), admin: Admin::new()?, launch, root: root.to_owned(), voters: count };
         for _ in 0..count {
             cluster.add_node().await?;
         }
@@ -117,7 +114,13 @@ impl LocalCluster {
         std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let join = self.nodes.first().map(|first: &ClusterNode| first.addrs.rpc);
         let mut args = serve_args(id, &data_dir, addrs, self.voters, join);
-        args.extend(self.extra_args.iter().cloned());
+        args.extend(self.launch.extra_args.iter().cloned());
+        let cgroup = match self.launch.cpus {
+            Some(cores) => {
+                Some(NodeCgroup::create(&format!("flotilla-bench-{}-node-{id}", std::process::id()), cores)?)
+            }
+            None => None,
+        };
         self.nodes.push(ClusterNode {
             id,
             addrs,
@@ -126,6 +129,7 @@ impl LocalCluster {
             log_path: dir.join("node.log"),
             args,
             child: None,
+            cgroup,
         });
         self.spawn(id)?;
         self.wait_ready(id).await?;
@@ -134,7 +138,7 @@ impl LocalCluster {
 
     /// How long a node may take to become ready.
     pub fn ready_timeout(&self) -> Duration {
-        self.ready_timeout
+        self.launch.ready_timeout
     }
 
     pub fn node(&self, id: u64) -> &ClusterNode {
@@ -201,23 +205,28 @@ impl LocalCluster {
         let node = &mut self.nodes[index(id)];
         ensure!(node.child.is_none(), "node {id} is already running");
         let log = OpenOptions::new().create(true).append(true).open(&node.log_path)?;
-        let mut command = Command::new(&self.binary);
+        let mut command = Command::new(&self.launch.binary);
         command
             .args(&node.args)
             .env("FLOTILLA_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        if self.quiet_logs {
+        if self.launch.quiet_logs {
             command.env("RUST_LOG", "warn");
         }
         die_with_parent(&mut command);
-        node.child = Some(command.spawn().with_context(|| format!("starting node {id}: {command:?}"))?);
+        let child = command.spawn().with_context(|| format!("starting node {id}: {command:?}"))?;
+        let pid = child.id();
+        node.child = Some(child);
+        if let Some(cgroup) = &node.cgroup {
+            cgroup.add(pid).with_context(|| format!("limiting node {id}'s CPU"))?;
+        }
         Ok(())
     }
 
     async fn wait_ready(&mut self, id: u64) -> anyhow::Result<()> {
-        let deadline = Instant::now() + self.ready_timeout;
+        let deadline = Instant::now() + self.launch.ready_timeout;
         let url = format!("{}/readyz", self.nodes[index(id)].base_url);
         while Instant::now() < deadline {
             let node = &mut self.nodes[index(id)];
@@ -233,7 +242,7 @@ impl LocalCluster {
         }
         bail!(
             "node {id} not ready on {url} within {:?}; its log ends:\n{}",
-            self.ready_timeout,
+            self.launch.ready_timeout,
             self.node(id).log_tail()
         )
     }

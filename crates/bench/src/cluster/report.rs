@@ -63,7 +63,7 @@ impl ClusterReport {
             "{} nodes (all voters, R = {}), the client and the nodes on one machine with {} cores (1-minute load \
              average {} at the start, {} at the end). Reads: {} clients × {} s per phase over {} tagged manifests. \
              Writes: {} clients × {} s. Large blobs: {} × {} MiB over {} streams. Failover: {} trials, a write every \
-             {} ms with a {} ms deadline. The cluster formed in {:.1} s; the run took {:.0} s.\n",
+             {} ms with a {} ms deadline. {} The cluster formed in {:.1} s; the run took {:.0} s.\n",
             plan.nodes,
             self.replication_factor,
             machine.cores,
@@ -80,6 +80,10 @@ impl ClusterReport {
             plan.failover.trials,
             plan.failover.write_interval_ms,
             plan.failover.request_timeout_ms,
+            match plan.node_cpus {
+                Some(cores) => format!("Each node is limited to {cores} cores (a cgroup CPU quota per node)."),
+                None => "The nodes' CPU is not limited.".to_owned(),
+            },
             self.formation_secs,
             self.total_secs,
         );

@@ -1,0 +1,111 @@
+//! `--node-cpus`: every node process in a cgroup of its own with a CPU
+//! quota, as if each node had a small machine to itself.
+//!
+//! On one host every node, and the client, share the same cores, so spreading
+//! reads over the nodes cannot add capacity however well followers serve
+//! them. With a quota of `F` cores per node, a phase that sends everything to
+//! the leader is bound by the leader's `F` cores while a spread phase may use
+//! `nodes × F`: what separate machines would show, provided the host has
+//! `nodes × F` cores plus the client's share to give. The network between the
+//! nodes is still loopback.
+//!
+//! The quota is enforced by the kernel's CFS bandwidth control with a short
+//! period ([`PERIOD_US`]), so a node is throttled in slices of milliseconds,
+//! not in the default 100 ms ones that would stall heartbeats. Both cgroup v2
+//! (`cpu.max`) and v1 (the `cpu` hierarchy's `cpu.cfs_quota_us`) are
+//! supported; creating a cgroup needs root.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+/// The CFS period of every node's quota, µs.
+const PERIOD_US: u64 = 10_000;
+/// The smallest quota the kernel accepts, µs.
+const MIN_QUOTA_US: u64 = 1_000;
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// One node's cgroup; removed when dropped (after its process has exited).
+#[derive(Debug)]
+pub struct NodeCgroup {
+    dir: PathBuf,
+}
+
+impl NodeCgroup {
+    /// Creates the cgroup `name` limited to `cores` cores.
+    pub fn create(name: &str, cores: f64) -> anyhow::Result<NodeCgroup> {
+        let quota_us = quota_us(cores)?;
+        let root = Path::new(CGROUP_ROOT);
+        let group = if root.join("cgroup.controllers").is_file() {
+            // v2: the cpu controller must be enabled for the root's children.
+            let controllers = std::fs::read_to_string(root.join("cgroup.controllers"))?;
+            if !controllers.split_whitespace().any(|controller| controller == "cpu") {
+                bail!("cgroup v2 without the cpu controller: --node-cpus cannot limit the nodes");
+            }
+            let _ = std::fs::write(root.join("cgroup.subtree_control"), "+cpu");
+            let group = NodeCgroup::make(root.join(name))?;
+            group.write("cpu.max", &format!("{quota_us} {PERIOD_US}"))?;
+            group
+        } else if root.join("cpu/cpu.cfs_quota_us").is_file() {
+            let group = NodeCgroup::make(root.join("cpu").join(name))?;
+            group.write("cpu.cfs_period_us", &PERIOD_US.to_string())?;
+            group.write("cpu.cfs_quota_us", &quota_us.to_string())?;
+            group
+        } else {
+            bail!("no cgroup cpu controller under {CGROUP_ROOT}: --node-cpus cannot limit the nodes");
+        };
+        Ok(group)
+    }
+
+    /// Moves process `pid` (every thread of it) into the cgroup.
+    pub fn add(&self, pid: u32) -> anyhow::Result<()> {
+        self.write("cgroup.procs", &pid.to_string())
+    }
+
+    fn make(dir: PathBuf) -> anyhow::Result<NodeCgroup> {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the cgroup {} (--node-cpus needs root)", dir.display()))?;
+        Ok(NodeCgroup { dir })
+    }
+
+    fn write(&self, file: &str, value: &str) -> anyhow::Result<()> {
+        let path = self.dir.join(file);
+        std::fs::write(&path, value).with_context(|| format!("writing {value:?} to {}", path.display()))
+    }
+}
+
+impl Drop for NodeCgroup {
+    fn drop(&mut self) {
+        // Fails while a process is still inside; the cgroup is then left behind, empty once it exits.
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// The quota per [`PERIOD_US`] for `cores` cores.
+fn quota_us(cores: f64) -> anyhow::Result<u64> {
+    if !(cores.is_finite() && cores > 0.0) {
+        bail!("--node-cpus must be a positive number of cores, not {cores}");
+    }
+    let quota = (cores * PERIOD_US as f64).round() as u64;
+    if quota < MIN_QUOTA_US {
+        bail!(
+            "--node-cpus {cores} is below the smallest quota the kernel takes ({} cores)",
+            MIN_QUOTA_US as f64 / PERIOD_US as f64
+        );
+    }
+    Ok(quota)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_are_per_period_and_bounded() {
+        assert_eq!(quota_us(0.5).unwrap(), 5_000);
+        assert_eq!(quota_us(2.0).unwrap(), 20_000);
+        assert!(quota_us(0.05).is_err());
+        assert!(quota_us(0.0).is_err());
+        assert!(quota_us(f64::NAN).is_err());
+    }
+}
