@@ -23,18 +23,35 @@
 //! - no peer answered at all: this node is cut off, and faster rounds would
 //!   only inflate its term.
 //!
-//! Safety is openraft's: the breaker only triggers an election, which any
-//! timer may do at any moment; it never grants or counts a vote.
+//! One loss gets a hint instead: when a peer refuses because its log is
+//! longer, that peer is the one that can win, but it may campaign much later.
+//! openraft lengthens every election timeout of a node by twice the maximum
+//! timeout once a vote request of that node was refused for a shorter log,
+//! and clears the mark only when the node's own timer next campaigns; so a
+//! node refused that way in one failover often carries the mark into the next,
+//! where it has the longer log, and campaigns 0.65–0.85 s after the refused
+//! candidate (the largest part of the failover tail). The breaker asks it to
+//! campaign now (`RaftService.Campaign`);
+//! the peer does so only if no leader has reached it for
+//! [`CAMPAIGN_QUIET_HEARTBEATS`] heartbeats, so a follower of a live leader
+//! ignores the hint.
+//!
+//! Safety is openraft's: the breaker and the hint only trigger an election,
+//! which any timer may do at any moment; they never grant or count a vote.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::error::RPCError;
 use openraft::raft::{VoteRequest, VoteResponse};
 use openraft::{RaftMetrics, ServerState, Vote};
+use parking_lot::Mutex;
 use rand::Rng;
 use tokio::sync::mpsc;
+
+use crate::network::client::rpc_campaign;
 
 use crate::types::{NodeAddr, NodeId, Raft};
 
@@ -83,6 +100,42 @@ pub struct VoteOutcome {
 
 /// Where the network client sends [`VoteOutcome`]s.
 pub type VoteOutcomes = mpsc::UnboundedSender<VoteOutcome>;
+
+/// How many heartbeat intervals without a leader's call a voter must have
+/// seen before it campaigns when a candidate asks it to.
+pub const CAMPAIGN_QUIET_HEARTBEATS: u64 = 3;
+
+/// When a leader last reached this node (an append-entries call, heartbeats
+/// included); shared by clones.
+#[derive(Debug, Clone, Default)]
+pub struct LeaderContact {
+    last: Arc<Mutex<Option<Instant>>>,
+}
+
+impl LeaderContact {
+    /// A leader's call arrived now.
+    pub fn touch(&self) {
+        *self.last.lock() = Some(Instant::now());
+    }
+
+    /// How long ago a leader last called; `None` if none has since start.
+    pub fn since(&self) -> Option<Duration> {
+        self.last.lock().map(|last| last.elapsed())
+    }
+}
+
+/// Whether a node asked to campaign by a candidate with a shorter log should:
+/// it is a voter that is neither leader nor learner, and no leader has
+/// reached it for `quiet` (or ever, since it started).
+pub fn campaigns_when_asked(
+    metrics: &RaftMetrics<NodeId, NodeAddr>,
+    leader_called: Option<Duration>,
+    quiet: Duration,
+) -> bool {
+    matches!(metrics.state, ServerState::Follower | ServerState::Candidate)
+        && metrics.membership_config.membership().voter_ids().any(|id| id == metrics.id)
+        && leader_called.is_none_or(|since| since >= quiet)
+}
 
 /// The answers collected for one candidacy (one vote of this node).
 #[derive(Debug)]
@@ -164,11 +217,23 @@ pub async fn break_split_votes(
             Some(round) if round.vote > outcome.vote => continue,
             _ => round.insert(Round::new(outcome.vote)),
         };
+        let first_answer = !current.answers.contains_key(&outcome.peer);
         current.record(outcome.peer, outcome.answer);
+        let metrics = raft.metrics().borrow().clone();
+        if outcome.answer == Answer::GreaterLog && first_answer {
+            if let Some(peer) = metrics.membership_config.membership().get_node(&outcome.peer) {
+                let (addr, peer_id) = (peer.rpc_addr.clone(), outcome.peer);
+                tokio::spawn(async move {
+                    tracing::info!(peer = peer_id, "refused for a shorter log: asking the peer to campaign");
+                    if let Err(error) = rpc_campaign(&addr).await {
+                        tracing::debug!(peer = peer_id, %error, "the campaign hint did not arrive");
+                    }
+                });
+            }
+        }
         if current.retry_scheduled {
             continue;
         }
-        let metrics = raft.metrics().borrow().clone();
         let configs = metrics.membership_config.membership().get_joint_config();
         // During a joint change openraft needs a majority of both; leave it to the timer.
         let [voters] = configs.as_slice() else { continue };
@@ -289,6 +354,39 @@ mod tests {
         let failed: Result<VoteResponse<NodeId>, RPCError<NodeId, NodeAddr, openraft::error::RaftError<NodeId>>> =
             Err(RPCError::Network(openraft::error::NetworkError::new(&std::io::Error::other("reset"))));
         assert_eq!(Answer::of(&request, &failed), Answer::Unreachable);
+    }
+
+    fn metrics_of(id: NodeId, state: ServerState, voters: &[NodeId]) -> RaftMetrics<NodeId, NodeAddr> {
+        let mut metrics = RaftMetrics::new_initial(id);
+        metrics.state = state;
+        let membership = openraft::Membership::new(vec![voters.iter().copied().collect()], ());
+        metrics.membership_config = Arc::new(openraft::StoredMembership::new(None, membership));
+        metrics
+    }
+
+    #[test]
+    fn a_voter_campaigns_when_asked_only_if_no_leader_called_lately() {
+        let quiet = Duration::from_millis(150);
+        let follower = metrics_of(2, ServerState::Follower, &[1, 2, 3]);
+        assert!(campaigns_when_asked(&follower, None, quiet), "no leader since start");
+        assert!(campaigns_when_asked(&follower, Some(Duration::from_millis(400)), quiet));
+        assert!(!campaigns_when_asked(&follower, Some(Duration::from_millis(40)), quiet), "a live leader");
+        let candidate = metrics_of(2, ServerState::Candidate, &[1, 2, 3]);
+        assert!(campaigns_when_asked(&candidate, Some(Duration::from_secs(1)), quiet));
+        let leader = metrics_of(2, ServerState::Leader, &[1, 2, 3]);
+        assert!(!campaigns_when_asked(&leader, Some(Duration::from_secs(1)), quiet));
+        let learner = metrics_of(4, ServerState::Learner, &[1, 2, 3]);
+        assert!(!campaigns_when_asked(&learner, None, quiet));
+        let not_a_voter = metrics_of(4, ServerState::Follower, &[1, 2, 3]);
+        assert!(!campaigns_when_asked(&not_a_voter, None, quiet));
+    }
+
+    #[test]
+    fn leader_contact_reports_the_last_call() {
+        let contact = LeaderContact::default();
+        assert_eq!(contact.since(), None);
+        contact.clone().touch();
+        assert!(contact.since().unwrap() < Duration::from_secs(5));
     }
 
     fn any_answer() -> impl Strategy<Value = Answer> {

@@ -39,6 +39,8 @@ use crate::types::{NodeAddr, NodeId, TypeConfig};
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 /// Deadline of one snapshot chunk when openraft gives none: a 3 MiB chunk on a slow link.
 pub const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deadline of a campaign hint: an election is under way, a late hint is useless.
+const CAMPAIGN_TIMEOUT: Duration = Duration::from_millis(200);
 /// How long to wait for a TCP connection to a peer before calling it unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// HTTP/2 ping interval, so a dead connection is noticed without waiting for a call.
@@ -297,6 +299,14 @@ async fn call_leader<T: DeserializeOwned>(addr: &str, call: LeaderCall) -> Resul
 pub async fn rpc_forward(addr: &str, request: &Request) -> Result<Response, ForwardError> {
     let data = serde_json::to_vec(request).map_err(|e| ForwardError::Fatal(format!("encode request: {e}")))?;
     call_leader(addr, LeaderCall::Forward(data)).await
+}
+
+/// Asks the voter at `addr`, which refused this node's vote for its longer
+/// log, to campaign now (see [`crate::election`]). Best effort: the answer
+/// says nothing, and an error only means the hint did not arrive.
+pub async fn rpc_campaign(addr: &str) -> Result<(), tonic::Status> {
+    let mut client = shared_channels().client(addr).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    client.campaign(with_deadline(Empty {}, CAMPAIGN_TIMEOUT)).await.map(|_| ())
 }
 
 /// Asks the node at `addr` (normally the leader) for a read index: the log

@@ -2,6 +2,8 @@
 //! encodes the outcome — openraft's own `Result` for Raft RPCs (the caller
 //! rebuilds `RemoteError` from it), `Result<_, ForwardError>` for the rest.
 
+use std::time::Duration;
+
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
@@ -11,11 +13,12 @@ use super::proto::{Empty, Payload};
 use super::{decode, encode, ForwardError, MAX_MESSAGE_BYTES};
 use crate::client::{MetaClient, MetaError};
 use crate::command::{Request, Response};
+use crate::election::{self, LeaderContact};
 use crate::types::{NodeAddr, NodeId, Raft};
 
 /// The Raft gRPC service of this node, ready for `tonic::transport::Server::add_service`.
 pub fn raft_service(meta: MetaClient) -> RaftServiceServer<RaftRpc> {
-    RaftServiceServer::new(RaftRpc { raft: meta.raft().clone(), meta })
+    RaftServiceServer::new(RaftRpc { raft: meta.raft().clone(), meta, leader_contact: LeaderContact::default() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
@@ -25,6 +28,8 @@ pub struct RaftRpc {
     raft: Raft,
     /// For read-index requests: they join this node's shared rounds.
     meta: MetaClient,
+    /// When a leader last sent this node entries or a heartbeat.
+    leader_contact: LeaderContact,
 }
 
 fn reply<T: serde::Serialize>(value: &T) -> Result<GrpcResponse<Payload>, Status> {
@@ -83,6 +88,7 @@ impl RaftService for RaftRpc {
     async fn append_entries(&self, request: GrpcRequest<Payload>) -> Result<GrpcResponse<Payload>, Status> {
         cluster_id::check(&request)?;
         let rpc = decode(&request.into_inner().data)?;
+        self.leader_contact.touch();
         reply(&self.raft.append_entries(rpc).await)
     }
 
@@ -107,5 +113,17 @@ impl RaftService for RaftRpc {
     async fn read_index(&self, request: GrpcRequest<Empty>) -> Result<GrpcResponse<Payload>, Status> {
         cluster_id::check(&request)?;
         reply(&handle_read_index(&self.raft, &self.meta).await)
+    }
+
+    async fn campaign(&self, request: GrpcRequest<Empty>) -> Result<GrpcResponse<Empty>, Status> {
+        cluster_id::check(&request)?;
+        let quiet = Duration::from_millis(self.raft.config().heartbeat_interval * election::CAMPAIGN_QUIET_HEARTBEATS);
+        let campaign =
+            election::campaigns_when_asked(&self.raft.metrics().borrow(), self.leader_contact.since(), quiet);
+        if campaign {
+            tracing::info!("a candidate with a shorter log asked this node to campaign: campaigning");
+            let _ = self.raft.trigger().elect().await;
+        }
+        Ok(GrpcResponse::new(Empty {}))
     }
 }
