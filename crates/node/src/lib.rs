@@ -141,7 +141,7 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         state_machine,
     )
     .await?;
-    tokio::spawn(flotilla_raft::election::break_split_votes(
+    tokio::spawn(flotilla_raft::election::settle_lost_rounds(
         raft.clone(),
         config.node_id,
         vote_answers,

@@ -1,5 +1,7 @@
-//! The split-vote breaker: a lost election is retried after a fresh random
-//! delay instead of openraft's fixed one.
+//! Lost elections settled fast: the split-vote breaker retries a round lost
+//! to competing candidates after a fresh random delay instead of openraft's
+//! fixed one, and the campaign hint asks a voter that refused this node for
+//! its longer log to campaign now.
 //!
 //! openraft 0.9 draws each node's election timeout once, when the node
 //! starts, and a candidate whose round fails waits that same timeout (plus up
@@ -52,7 +54,6 @@ use rand::Rng;
 use tokio::sync::mpsc;
 
 use crate::network::client::rpc_campaign;
-
 use crate::types::{NodeAddr, NodeId, Raft};
 
 /// How a peer answered one of this node's vote requests.
@@ -197,10 +198,12 @@ impl Round {
     }
 }
 
-/// Runs the breaker for `raft` (node `me`) until every sender of `outcomes`
-/// is gone. A retry waits a delay drawn from `delay` afresh each time, then
-/// campaigns only if the node is still a candidate for the same vote.
-pub async fn break_split_votes(
+/// Runs the breaker and the hint for `raft` (node `me`) until every sender of
+/// `outcomes` is gone. A peer's first refusal for a longer log in a round
+/// sends it the hint at once. A retry waits a delay drawn from `delay` afresh
+/// each time, then campaigns only while no leader is known and no later term
+/// has been seen.
+pub async fn settle_lost_rounds(
     raft: Raft,
     me: NodeId,
     mut outcomes: mpsc::UnboundedReceiver<VoteOutcome>,
