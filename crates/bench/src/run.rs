@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use anyhow::Context;
+use tempfile::TempDir;
 
 use crate::cli::{Plan, Target};
 use crate::client::RegistryClient;
@@ -32,12 +33,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     for &target in &plan.targets {
         registry::ensure_installed(target, plan)?;
     }
-    let root = match &plan.work_dir {
-        Some(dir) => tempfile::Builder::new().prefix("flotilla-bench-").tempdir_in(dir),
-        None => tempfile::Builder::new().prefix("flotilla-bench-").tempdir(),
-    }
-    .context("creating the work dir")?;
-    progress(format!("work dir {}", root.path().display()));
+    let root = create_work_dir(plan.work_dir.as_deref(), "flotilla-bench-")?;
     let load_average_1m_start = limits::load_average_1m();
     warn_if_busy(load_average_1m_start);
     let limits = measure_limits(root.path(), plan.probe_bytes).await?;
@@ -50,10 +46,28 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     }
     let machine =
         MachineLoad { cores: limits::cores(), load_average_1m_start, load_average_1m_end: limits::load_average_1m() };
-    if plan.keep_work_dir {
+    release_work_dir(root, plan.keep_work_dir);
+    Ok(Report { plan: plan.clone(), limits, machine, results })
+}
+
+/// A fresh work dir named `prefix…` under `parent` (default: the system temp dir).
+pub(crate) fn create_work_dir(parent: Option<&Path>, prefix: &str) -> anyhow::Result<TempDir> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    let root = match parent {
+        Some(dir) => builder.tempdir_in(dir),
+        None => builder.tempdir(),
+    }
+    .context("creating the work dir")?;
+    progress(format!("work dir {}", root.path().display()));
+    Ok(root)
+}
+
+/// Removes the work dir, or keeps it (`--keep-work-dir`) and says where it is.
+pub(crate) fn release_work_dir(root: TempDir, keep: bool) {
+    if keep {
         progress(format!("kept the work dir {}", root.keep().display()));
     }
-    Ok(Report { plan: plan.clone(), limits, machine, results })
 }
 
 pub(crate) async fn measure_limits(dir: &Path, probe_bytes: u64) -> anyhow::Result<Limits> {

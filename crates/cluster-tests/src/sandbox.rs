@@ -31,6 +31,9 @@ pub const ADMIN_USER: &str = "admin";
 const SANDBOX_DIR_PREFIX: &str = "flotilla-sandbox-";
 /// Lines of each node's log printed when a test fails.
 const LOG_TAIL_LINES: usize = 80;
+/// Where Debian's `faketime` package (installed by `scripts/deps.sh`) puts
+/// libfaketime, which [`SandboxBuilder::faked_clocks`] preloads.
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 /// How many times a node start is retried on fresh ports when its port was taken
 /// between being picked and being bound.
 const PORT_RETRIES: usize = 4;
@@ -88,6 +91,17 @@ impl SandboxBuilder {
     pub fn ready_timeout(mut self, timeout: Duration) -> Self {
         self.ready_timeout = timeout;
         self
+    }
+
+    /// Preloads [`LIBFAKETIME`] into every node: node `n`'s wall clock is
+    /// offset by what the file `offset-<n>` in `dir` says (`+0`, `-7200`, …;
+    /// re-read every second, so a test may move it), while its monotonic
+    /// clock stays true.
+    pub fn faked_clocks(self, dir: &Path) -> Self {
+        self.env("LD_PRELOAD", LIBFAKETIME)
+            .env("FAKETIME_TIMESTAMP_FILE", dir.join("offset-{node}").display().to_string())
+            .env("FAKETIME_CACHE_DURATION", "1")
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
     }
 
     /// Gives every node a disk of its own: a tmpfs of `bytes` mounted on its

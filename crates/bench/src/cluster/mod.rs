@@ -48,7 +48,7 @@ use crate::large;
 use crate::limits;
 use crate::registry::{ADMIN_PASSWORD, ADMIN_USER};
 use crate::report::MachineLoad;
-use crate::run::{flush_page_cache_writes, measure_limits, warn_if_busy};
+use crate::run::{create_work_dir, flush_page_cache_writes, measure_limits, release_work_dir, warn_if_busy};
 
 /// Repositories of the measurements.
 const READS_REPO: &str = "bench/reads";
@@ -89,12 +89,7 @@ pub async fn run(plan: &ClusterPlan) -> anyhow::Result<ClusterReport> {
          --flotilla-bin)",
         plan.flotilla_bin.display()
     );
-    let root = match &plan.work_dir {
-        Some(dir) => tempfile::Builder::new().prefix("flotilla-bench-cluster-").tempdir_in(dir),
-        None => tempfile::Builder::new().prefix("flotilla-bench-cluster-").tempdir(),
-    }
-    .context("creating the work dir")?;
-    progress(format!("work dir {}", root.path().display()));
+    let root = create_work_dir(plan.work_dir.as_deref(), "flotilla-bench-cluster-")?;
     let load_average_1m_start = limits::load_average_1m();
     warn_if_busy(load_average_1m_start);
     let limits = measure_limits(root.path(), plan.probe_bytes).await?;
@@ -143,9 +138,7 @@ pub async fn run(plan: &ClusterPlan) -> anyhow::Result<ClusterReport> {
     report.machine.load_average_1m_end = limits::load_average_1m();
     report.total_secs = started.elapsed().as_secs_f64();
     drop(cluster);
-    if plan.keep_work_dir {
-        progress(format!("kept the work dir {}", root.keep().display()));
-    }
+    release_work_dir(root, plan.keep_work_dir);
     Ok(report)
 }
 

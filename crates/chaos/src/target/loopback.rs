@@ -17,13 +17,12 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use flotilla_cluster_tests::faults::{self, Partition};
+use flotilla_cluster_tests::sandbox::LIBFAKETIME;
 use flotilla_cluster_tests::{Credentials, Sandbox};
 
 use super::Target;
 use crate::schedule::FaultKind;
 
-/// Where Debian's `faketime` package puts the library.
-const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 /// The filler file [`Target::fill_disk`] writes in a data directory.
 const FILLER: &str = "chaos-disk-filler";
 
@@ -74,11 +73,7 @@ impl Loopback {
             for node in 0..options.nodes {
                 std::fs::write(dir.join(format!("offset-{node}")), "+0\n")?;
             }
-            builder = builder
-                .env("LD_PRELOAD", LIBFAKETIME)
-                .env("FAKETIME_TIMESTAMP_FILE", dir.join("offset-{node}").display().to_string())
-                .env("FAKETIME_CACHE_DURATION", "1")
-                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+            builder = builder.faked_clocks(&dir);
             Some(dir)
         } else {
             None

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use flotilla_cluster_tests::content::{random_bytes, sha256_digest, Blob, ImageManifest, IndexManifest, Manifest};
 use flotilla_cluster_tests::oci_layout::{tagged_digest, OciLayout};
-use flotilla_cluster_tests::sandbox::{locate_binary, ADMIN_USER};
+use flotilla_cluster_tests::sandbox::{locate_binary, ADMIN_USER, LIBFAKETIME};
 use flotilla_cluster_tests::{tools, wait, Sandbox};
 
 use crate::common::{cluster, repo, run_printing_logs};
@@ -432,9 +432,6 @@ fn gc_with_the_untagged_policy_deletes_only_what_no_tag_index_or_subject_keeps()
     });
 }
 
-/// Where Debian's `faketime` package (installed by `scripts/deps.sh`) puts libfaketime.
-const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-
 /// A node whose wall clock is two hours behind the others stamps what it
 /// records with cluster time (the voters' median clock), not its own: blobs
 /// pushed through it are not older than a one-hour grace period the moment
@@ -452,13 +449,7 @@ fn blobs_pushed_through_a_node_whose_clock_is_two_hours_behind_keep_their_grace_
     for (node, offset) in ["+0", "-7200", "+0"].iter().enumerate() {
         std::fs::write(clocks.path().join(format!("offset-{node}")), format!("{offset}\n")).expect("offset file");
     }
-    let sandbox = Sandbox::builder()
-        .nodes(3)
-        .env("LD_PRELOAD", LIBFAKETIME)
-        .env("FAKETIME_TIMESTAMP_FILE", clocks.path().join("offset-{node}").display().to_string())
-        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-        .build()
-        .expect("sandbox");
+    let sandbox = Sandbox::builder().nodes(3).faked_clocks(clocks.path()).build().expect("sandbox");
     sandbox.wait_until_formed(3, Duration::from_secs(60)).expect("cluster formed");
     run_printing_logs(&sandbox, |sandbox| {
         let name = repo("t44", "skewed-clock");

@@ -122,30 +122,30 @@ pub fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
         .local_address(SOURCE_ADDRESS.get().copied()))
 }
 
-/// The channels of the free `rpc_*` functions, which have no owner to hold them.
 /// The process's channel to the node at `addr`, for any inter-node service
 /// it serves (a channel carries every service of that node).
 pub fn shared_channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
     shared_channels().channel(addr)
 }
 
+/// The channels of the free `rpc_*` functions, which have no owner to hold them.
 fn shared_channels() -> &'static Channels {
     static CHANNELS: OnceLock<Channels> = OnceLock::new();
     CHANNELS.get_or_init(Channels::default)
 }
 
 /// openraft's network factory: one [`PeerClient`] per replication target.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct NetworkFactory {
     channels: Channels,
-    vote_outcomes: Option<VoteOutcomes>,
+    vote_outcomes: VoteOutcomes,
 }
 
 impl NetworkFactory {
-    /// Also reports the answer to each of this node's vote requests to
-    /// `outcomes` (the split-vote breaker of [`crate::election`]).
+    /// A factory whose clients also report the answer to each of this node's
+    /// vote requests to `outcomes` (for [`crate::election`]).
     pub fn reporting_votes_to(outcomes: VoteOutcomes) -> NetworkFactory {
-        NetworkFactory { channels: Channels::default(), vote_outcomes: Some(outcomes) }
+        NetworkFactory { channels: Channels::default(), vote_outcomes: outcomes }
     }
 }
 
@@ -167,7 +167,7 @@ pub struct PeerClient {
     target: NodeId,
     node: NodeAddr,
     channels: Channels,
-    vote_outcomes: Option<VoteOutcomes>,
+    vote_outcomes: VoteOutcomes,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, NodeAddr, E>>;
@@ -218,11 +218,13 @@ fn status_error<E: std::error::Error>(kind: RpcKind, status: &tonic::Status) -> 
     }
 }
 
-/// openraft's time budget for the call, or `fallback` when it gives none.
-fn deadline(option: &RPCOption, fallback: Duration) -> Duration {
-    match option.hard_ttl() {
-        ttl if ttl.is_zero() => fallback,
-        ttl => ttl,
+/// openraft's time budget for the call (`ttl`, hard or soft), or `fallback`
+/// when it gives none.
+fn deadline(ttl: Duration, fallback: Duration) -> Duration {
+    if ttl.is_zero() {
+        fallback
+    } else {
+        ttl
     }
 }
 
@@ -233,7 +235,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
         let kind = RpcKind::Append { entries: rpc.entries.len() as u64 };
-        self.call(kind, &rpc, deadline(&option, RPC_TIMEOUT)).await
+        self.call(kind, &rpc, deadline(option.hard_ttl(), RPC_TIMEOUT)).await
     }
 
     async fn install_snapshot(
@@ -241,7 +243,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
-        self.call(RpcKind::Snapshot, &rpc, deadline(&option, SNAPSHOT_CHUNK_TIMEOUT)).await
+        self.call(RpcKind::Snapshot, &rpc, deadline(option.hard_ttl(), SNAPSHOT_CHUNK_TIMEOUT)).await
     }
 
     async fn vote(
@@ -251,18 +253,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     ) -> RpcResult<VoteResponse<NodeId>, RaftError<NodeId>> {
         // The soft deadline, so that a silent peer is reported as unreachable
         // before openraft gives up on the call at the hard one.
-        let timeout = match option.soft_ttl() {
-            ttl if ttl.is_zero() => RPC_TIMEOUT,
-            ttl => ttl,
-        };
+        let timeout = deadline(option.soft_ttl(), RPC_TIMEOUT);
         let result = match tokio::time::timeout(timeout, self.call(RpcKind::Vote, &rpc, timeout)).await {
             Ok(result) => result,
             Err(elapsed) => Err(RPCError::Network(NetworkError::new(&elapsed))),
         };
-        if let Some(outcomes) = &self.vote_outcomes {
-            let answer = Answer::of(&rpc, &result);
-            let _ = outcomes.send(VoteOutcome { vote: rpc.vote, peer: self.target, answer });
-        }
+        let answer = Answer::of(&rpc, &result);
+        // Closed only when the node shuts down.
+        let _ = self.vote_outcomes.send(VoteOutcome { vote: rpc.vote, peer: self.target, answer });
         result
     }
 }

@@ -18,15 +18,15 @@ use crate::types::{NodeAddr, NodeId, Raft};
 
 /// The Raft gRPC service of this node, ready for `tonic::transport::Server::add_service`.
 pub fn raft_service(meta: MetaClient) -> RaftServiceServer<RaftRpc> {
-    RaftServiceServer::new(RaftRpc { raft: meta.raft().clone(), meta, leader_contact: LeaderContact::default() })
+    RaftServiceServer::new(RaftRpc { meta, leader_contact: LeaderContact::default() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
 /// Adapts tonic to the local Raft handle.
 pub struct RaftRpc {
-    raft: Raft,
-    /// For read-index requests: they join this node's shared rounds.
+    /// The local Raft ([`MetaClient::raft`]); read-index requests join its
+    /// shared rounds.
     meta: MetaClient,
     /// When a leader last sent this node entries or a heartbeat.
     leader_contact: LeaderContact,
@@ -60,7 +60,8 @@ async fn handle_forward(raft: &Raft, request: Request) -> Result<Response, Forwa
 /// own readers share ([`MetaClient`]), so concurrent requests from followers
 /// and local reads cost one heartbeat exchange together; it starts after the
 /// request arrived, so it covers every write acknowledged before.
-async fn handle_read_index(raft: &Raft, meta: &MetaClient) -> Result<Option<u64>, ForwardError> {
+async fn handle_read_index(meta: &MetaClient) -> Result<Option<u64>, ForwardError> {
+    let raft = meta.raft();
     let leads = {
         let metrics = raft.metrics();
         let metrics = metrics.borrow();
@@ -89,40 +90,41 @@ impl RaftService for RaftRpc {
         cluster_id::check(&request)?;
         let rpc = decode(&request.into_inner().data)?;
         self.leader_contact.touch();
-        reply(&self.raft.append_entries(rpc).await)
+        reply(&self.meta.raft().append_entries(rpc).await)
     }
 
     async fn vote(&self, request: GrpcRequest<Payload>) -> Result<GrpcResponse<Payload>, Status> {
         cluster_id::check(&request)?;
         let rpc = decode(&request.into_inner().data)?;
-        reply(&self.raft.vote(rpc).await)
+        reply(&self.meta.raft().vote(rpc).await)
     }
 
     async fn install_snapshot(&self, request: GrpcRequest<Payload>) -> Result<GrpcResponse<Payload>, Status> {
         cluster_id::check(&request)?;
         let rpc = decode(&request.into_inner().data)?;
-        reply(&self.raft.install_snapshot(rpc).await)
+        reply(&self.meta.raft().install_snapshot(rpc).await)
     }
 
     async fn forward(&self, request: GrpcRequest<Payload>) -> Result<GrpcResponse<Payload>, Status> {
         cluster_id::check(&request)?;
         let client_request: Request = decode(&request.into_inner().data)?;
-        reply(&handle_forward(&self.raft, client_request).await)
+        reply(&handle_forward(self.meta.raft(), client_request).await)
     }
 
     async fn read_index(&self, request: GrpcRequest<Empty>) -> Result<GrpcResponse<Payload>, Status> {
         cluster_id::check(&request)?;
-        reply(&handle_read_index(&self.raft, &self.meta).await)
+        reply(&handle_read_index(&self.meta).await)
     }
 
     async fn campaign(&self, request: GrpcRequest<Empty>) -> Result<GrpcResponse<Empty>, Status> {
         cluster_id::check(&request)?;
-        let quiet = Duration::from_millis(self.raft.config().heartbeat_interval * election::CAMPAIGN_QUIET_HEARTBEATS);
+        let quiet =
+            Duration::from_millis(self.meta.raft().config().heartbeat_interval * election::CAMPAIGN_QUIET_HEARTBEATS);
         let campaign =
-            election::campaigns_when_asked(&self.raft.metrics().borrow(), self.leader_contact.since(), quiet);
+            election::campaigns_when_asked(&self.meta.raft().metrics().borrow(), self.leader_contact.since(), quiet);
         if campaign {
             tracing::info!("a candidate with a shorter log asked this node to campaign: campaigning");
-            let _ = self.raft.trigger().elect().await;
+            let _ = self.meta.raft().trigger().elect().await;
         }
         Ok(GrpcResponse::new(Empty {}))
     }
