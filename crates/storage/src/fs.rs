@@ -19,26 +19,24 @@
 //! rename is atomic. The write path:
 //!
 //! ```text
-//!   body ──► tmp/<uuid> (hashing) ──► digest ok? ──► fsync file ──► rename ──► fsync dir
+//!   body ──► tmp/<uuid> (hashing, write-behind) ──► digest ok? ──► fsync file ──► rename ──► fsync dir
 //!                                        └─ no: delete temp, DigestMismatch
 //! ```
 //!
 //! After a crash a blob is either complete and correct or absent. File names are
 //! only ever built from validated [`Digest`]s and generated UUIDs.
 
-use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use crate::blob_store::{stream_reader, BlobError, BlobStore, ByteStream, STREAM_CHUNK_BYTES};
+use crate::blob_store::{stream_reader, BlobError, BlobStore, ByteStream};
+use crate::file_stream::stream_file;
+use crate::write_behind::WriteBehindFile;
 use crate::{Algorithm, ByteRange, Digest, Hasher};
 
-/// Bytes per chunk when a blob is streamed out of its file.
-pub const READ_CHUNK_BYTES: usize = STREAM_CHUNK_BYTES;
 /// Write buffer in front of a blob file: gathers small network chunks so each
 /// trip to the blocking pool writes a useful amount.
 pub(crate) const WRITE_BUFFER_BYTES: usize = 256 * 1024;
@@ -299,22 +297,20 @@ impl Drop for TempFile {
 /// hashes to `expected`. Returns the size.
 async fn write_verified(path: &Path, expected: &Digest, mut body: ByteStream) -> Result<u64, BlobError> {
     let file = tokio::fs::File::create(path).await?;
-    let mut writer = tokio::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
+    let mut writer = WriteBehindFile::new(file, 0).await?;
     let mut hasher = Hasher::new(expected.algorithm());
     let mut size = 0u64;
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
         hasher.update(&chunk);
-        writer.write_all(&chunk).await?;
+        writer.write(&chunk).await?;
         size += chunk.len() as u64;
     }
     let actual = hasher.finish();
     if &actual != expected {
         return Err(BlobError::DigestMismatch { expected: expected.clone(), actual });
     }
-    // `flush` also reports errors of writes still in flight, which `sync_all` would not.
-    writer.flush().await?;
-    writer.get_ref().sync_all().await?;
+    writer.sync_all().await?;
     Ok(size)
 }
 
@@ -334,18 +330,22 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<ByteStream, BlobError> {
-        let opened = tokio::fs::File::open(self.path_of(digest)).await;
-        let mut file = not_found_as_none(opened)?.ok_or(BlobError::NotFound)?;
+        let path = self.path_of(digest);
+        let opened = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(path)?;
+            let size = file.metadata()?.len();
+            Ok::<_, std::io::Error>((file, size))
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        let (file, size) = not_found_as_none(opened)?.ok_or(BlobError::NotFound)?;
         let Some(range) = range else {
-            return Ok(stream_reader(file));
+            return Ok(stream_file(file, 0, size));
         };
-        let size = file.metadata().await?.len();
         if range.start >= size {
             return Err(BlobError::RangeNotSatisfiable { size });
         }
-        file.seek(SeekFrom::Start(range.start)).await?;
-        let length = range.end.min(size - 1) - range.start + 1;
-        Ok(stream_reader(file.take(length)))
+        Ok(stream_file(file, range.start, range.end.min(size - 1) + 1))
     }
 
     async fn put(&self, expected: &Digest, body: ByteStream) -> Result<u64, BlobError> {

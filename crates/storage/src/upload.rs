@@ -29,7 +29,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use crate::blob_store::{BlobError, BlobStore, ByteStream};
-use crate::fs::{sync_dir, WRITE_BUFFER_BYTES};
+use crate::fs::sync_dir;
+use crate::write_behind::WriteBehindFile;
 use crate::{Algorithm, Digest, Hasher};
 
 /// Bytes read per chunk when re-hashing a session's data after a restart.
@@ -339,7 +340,7 @@ async fn append_body(
     let mut file = tokio::fs::OpenOptions::new().write(true).open(data).await?;
     file.set_len(start).await?;
     file.seek(std::io::SeekFrom::Start(start)).await?;
-    let mut writer = tokio::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
+    let mut writer = WriteBehindFile::new(file, start).await?;
     let mut end = start;
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
@@ -350,10 +351,9 @@ async fn append_body(
         if let Some(hasher) = hasher.as_mut() {
             hasher.update(&chunk);
         }
-        writer.write_all(&chunk).await?;
+        writer.write(&chunk).await?;
     }
-    writer.flush().await?;
-    writer.get_ref().sync_data().await?;
+    writer.sync_data().await?;
     Ok(end)
 }
 
