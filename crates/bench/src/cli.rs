@@ -16,6 +16,7 @@ const GIB: u64 = 1 << 30;
 /// Full-run and `--quick` defaults.
 const LARGE_BLOBS: (u64, u64) = (8, 4);
 const LARGE_BLOB_MIB: (u64, u64) = (256, 64);
+const LARGE_ROUNDS: (u64, u64) = (3, 1);
 const OP_PHASE_SECS: (u64, u64) = (10, 3);
 const PROBE_MIB: (u64, u64) = (1024, 256);
 const HUGE_BLOB_GIB: (u64, u64) = (5, 1);
@@ -50,7 +51,7 @@ pub struct Args {
     /// Without a subcommand: the single-node comparison with docker-registry.
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// Smoke-run sizes: 4 × 64 MiB blobs, 3 s operation phases, 256 MiB
+    /// Smoke-run sizes: one round of 4 × 64 MiB blobs, 3 s operation phases, 256 MiB
     /// machine-limit probes, a 1 GiB huge blob (explicit flags still win).
     #[arg(long)]
     pub quick: bool,
@@ -68,6 +69,10 @@ pub struct Args {
     /// Size of each large blob in MiB [default: 256, quick 64].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=16384))]
     pub blob_mib: Option<u64>,
+    /// Rounds of large-blob push and pull, each with new content, the
+    /// registries taking turns; the median round is reported [default: 3, quick 1].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=20))]
+    pub rounds: Option<u64>,
     /// Concurrent large-blob streams.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub streams: u64,
@@ -138,6 +143,7 @@ pub enum Command {
 /// Sizes and counts of the large-blob push/pull phase.
 #[derive(Debug, Clone, Serialize)]
 pub struct LargePlan {
+    pub rounds: u64,
     pub blobs: u64,
     pub blob_bytes: u64,
     pub streams: u64,
@@ -201,6 +207,7 @@ impl From<Args> for Plan {
             work_dir: args.common.work_dir.clone(),
             keep_work_dir: args.common.keep_work_dir,
             large: LargePlan {
+                rounds: pick(args.rounds, LARGE_ROUNDS),
                 blobs: pick(args.blobs, LARGE_BLOBS),
                 blob_bytes: pick(args.blob_mib, LARGE_BLOB_MIB) * MIB,
                 streams: args.streams,
@@ -247,7 +254,8 @@ mod tests {
         assert_eq!(quick.large.blob_bytes, 64 * MIB);
         assert_eq!(quick.ops.phase_secs, 3);
         let full = plan(&[]);
-        assert_eq!((full.large.blobs, full.large.blob_bytes), (8, 256 * MIB));
+        assert_eq!((full.large.blobs, full.large.blob_bytes, full.large.rounds), (8, 256 * MIB, 3));
+        assert_eq!(quick.large.rounds, 1);
         assert_eq!(full.huge_bytes, Some(5 * GIB));
         assert_eq!(full.targets, Target::ALL.to_vec());
     }

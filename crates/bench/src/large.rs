@@ -21,8 +21,29 @@ pub struct Throughput {
 }
 
 impl Throughput {
-    fn new(bytes: u64, seconds: f64) -> Self {
+    pub fn new(bytes: u64, seconds: f64) -> Self {
         Throughput { bytes, seconds, mib_s: mib_per_sec(bytes, seconds) }
+    }
+}
+
+/// The same measurement repeated: every round, and the median the report quotes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rounds {
+    /// The middle round's MiB/s (the mean of the two middle ones for an even count).
+    pub median_mib_s: f64,
+    pub slowest_mib_s: f64,
+    pub fastest_mib_s: f64,
+    pub rounds: Vec<Throughput>,
+}
+
+impl Rounds {
+    /// Summarizes at least one round.
+    pub fn of(rounds: Vec<Throughput>) -> Self {
+        let mut rates: Vec<f64> = rounds.iter().map(|round| round.mib_s).collect();
+        rates.sort_by(f64::total_cmp);
+        let middle = rates.len() / 2;
+        let median_mib_s = if rates.len() % 2 == 1 { rates[middle] } else { (rates[middle - 1] + rates[middle]) / 2.0 };
+        Rounds { median_mib_s, slowest_mib_s: rates[0], fastest_mib_s: rates[rates.len() - 1], rounds }
     }
 }
 
@@ -101,4 +122,22 @@ pub async fn huge_push(client: &RegistryClient, repo: &str, blob: &BlobSpec, pid
 
 fn total_bytes(blobs: &[BlobSpec]) -> u64 {
     blobs.iter().map(|blob| blob.size).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rounds(rates: &[f64]) -> Rounds {
+        Rounds::of(rates.iter().map(|&rate| Throughput::new((rate * MIB as f64) as u64, 1.0)).collect())
+    }
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        let odd = rounds(&[300.0, 100.0, 200.0]);
+        assert_eq!((odd.median_mib_s, odd.slowest_mib_s, odd.fastest_mib_s), (200.0, 100.0, 300.0));
+        let even = rounds(&[400.0, 100.0, 200.0, 300.0]);
+        assert_eq!(even.median_mib_s, 250.0);
+        assert_eq!(rounds(&[42.0]).median_mib_s, 42.0);
+    }
 }

@@ -4,7 +4,8 @@
 //! Flotilla/docker-registry:
 //!
 //! 1. large-blob push (POST, one streamed PATCH, PUT `?digest=`) and pull
-//!    (streamed GET, digest verified) throughput over concurrent streams;
+//!    (streamed GET, digest verified) throughput over concurrent streams, in
+//!    rounds the registries take turns at (the median round is reported);
 //! 2. small-blob and manifest GET/HEAD operations per second from many
 //!    concurrent clients, with p50/p99 latency;
 //! 3. the machine's limits in the same run: fsync'd sequential disk writes

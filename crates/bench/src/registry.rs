@@ -29,7 +29,6 @@ const LOG_TAIL_BYTES: u64 = 4096;
 pub struct RunningRegistry {
     pub target: Target,
     pub base_url: String,
-    pub data_dir: PathBuf,
     log_path: PathBuf,
     child: Child,
 }
@@ -52,7 +51,7 @@ impl RunningRegistry {
         die_with_parent(&mut command);
         let child = command.spawn().with_context(|| format!("starting {command:?}"))?;
         let mut registry =
-            RunningRegistry { target, base_url: format!("http://127.0.0.1:{http_port}"), data_dir, log_path, child };
+            RunningRegistry { target, base_url: format!("http://127.0.0.1:{http_port}"), log_path, child };
         registry.wait_ready(plan.ready_timeout()).await?;
         Ok(registry)
     }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::cli::{Plan, Target};
 use crate::content::MIB;
-use crate::large::{HugeResult, Throughput};
+use crate::large::{HugeResult, Rounds};
 use crate::limits::Limits;
 use crate::ops::{OpKind, PhaseResult};
 
@@ -32,8 +32,8 @@ pub struct MachineLoad {
 #[derive(Debug, Serialize)]
 pub struct RegistryResult {
     pub target: Target,
-    pub push: Throughput,
-    pub pull: Throughput,
+    pub push: Rounds,
+    pub pull: Rounds,
     pub phases: Vec<PhaseResult>,
     pub huge: Option<HugeResult>,
     /// Large-blob push MiB/s ÷ min(disk, sha256) MiB/s.
@@ -82,9 +82,11 @@ impl Report {
         let _ = writeln!(out, "## Flotilla vs docker-registry (CNCF distribution 2.8)\n");
         let _ = writeln!(
             out,
-            "Loopback, one client. Large blobs: {} × {} MiB over {} streams. Small operations: {} clients × {} s per \
+            "Loopback, one client. Large blobs: {} rounds of {} × {} MiB over {} streams, the registries taking \
+             turns. Small operations: {} clients × {} s per \
              phase over {} blobs of {} B and {} tagged manifests. Ratio = Flotilla ÷ docker-registry (higher is \
              better for rates, lower for latency and memory).\n",
+            plan.large.rounds,
             plan.large.blobs,
             plan.large.blob_bytes / MIB,
             plan.large.streams,
@@ -129,8 +131,12 @@ impl Report {
 
     fn rows(&self) -> Vec<Row> {
         let mut rows = vec![
-            Row::new("Large-blob push, MiB/s", 1, |r| Some(r.push.mib_s)),
-            Row::new("Large-blob pull (digest verified), MiB/s", 1, |r| Some(r.pull.mib_s)),
+            Row::new("Large-blob push, MiB/s (median round)", 1, |r| Some(r.push.median_mib_s)),
+            Row::new("Large-blob push, slowest round", 1, |r| Some(r.push.slowest_mib_s)),
+            Row::new("Large-blob push, fastest round", 1, |r| Some(r.push.fastest_mib_s)),
+            Row::new("Large-blob pull (digest verified), MiB/s (median round)", 1, |r| Some(r.pull.median_mib_s)),
+            Row::new("Large-blob pull, slowest round", 1, |r| Some(r.pull.slowest_mib_s)),
+            Row::new("Large-blob pull, fastest round", 1, |r| Some(r.pull.fastest_mib_s)),
         ];
         for kind in OpKind::ALL {
             rows.push(Row::new(format!("{}, ops/s", kind.label()), 0, move |r| r.phase(kind).map(|p| p.ops_per_sec)));

@@ -1,16 +1,23 @@
-//! One benchmark run: machine limits first, then each registry in turn on a
-//! fresh process and data directory, in the order huge blob (so the peak RSS
-//! starts from a fresh process), large blobs, small operations.
+//! One benchmark run: machine limits first; then every registry is started side
+//! by side, each on a fresh process and data directory, and measured in the order
+//! huge blob (so the peak RSS starts from a fresh process), large blobs in
+//! interleaved rounds, small operations.
+//!
+//! The large-blob rounds take turns: round 1 pushes and pulls on flotilla then
+//! docker-registry, round 2 the other way round, and so on, each round with new
+//! content; the report gives each registry's median round. A virtual disk's
+//! bandwidth drifts by several times over minutes (host caches), so registries
+//! measured one after the other would be compared at different disk speeds.
 
 use std::path::Path;
 
 use anyhow::Context;
 use tempfile::TempDir;
 
-use crate::cli::{Plan, Target};
+use crate::cli::Plan;
 use crate::client::RegistryClient;
 use crate::content::{BlobSpec, MIB};
-use crate::large::{self, HugeResult};
+use crate::large::{self, HugeResult, Rounds, Throughput};
 use crate::limits::{self, Limits};
 use crate::ops::{self, OpKind, PhaseResult};
 use crate::registry::{self, RunningRegistry, ADMIN_PASSWORD, ADMIN_USER};
@@ -22,11 +29,30 @@ const LARGE_REPO: &str = "bench/large";
 const HUGE_REPO: &str = "bench/huge";
 /// Repository of the small-operation fixtures.
 const SMALL_REPO: &str = "bench/small";
-/// Seed offsets that keep the three content families apart.
+/// Seed offsets that keep the content families apart: large blobs of round r
+/// use `seed + r × LARGE_ROUND_SEED_STRIDE + index` (at most 256 blobs a round).
+const LARGE_ROUND_SEED_STRIDE: u64 = 1 << 16;
 const HUGE_SEED_OFFSET: u64 = 1 << 32;
 const SMALL_SEED_OFFSET: u64 = 1 << 33;
 /// A 1-minute load average above this means something else is using the machine.
 const BUSY_LOAD_AVERAGE: f64 = 1.0;
+
+/// A registry under test and the client that talks to it.
+struct Contender {
+    registry: RunningRegistry,
+    client: RegistryClient,
+}
+
+impl Contender {
+    fn name(&self) -> &'static str {
+        self.registry.target.name()
+    }
+
+    /// Adds the registry's log tail to an error of a measurement.
+    fn blame<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        result.with_context(|| format!("benchmarking {}; its log ends:\n{}", self.name(), self.registry.log_tail()))
+    }
+}
 
 /// Runs everything `plan` asks for.
 pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
@@ -37,17 +63,80 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     let load_average_1m_start = limits::load_average_1m();
     warn_if_busy(load_average_1m_start);
     let limits = measure_limits(root.path(), plan.probe_bytes).await?;
-    let (large_blobs, huge_blob) = prepare_content(plan).await?;
-    let mut results = Vec::new();
+    let huge_blob = prepare_huge_blob(plan).await?;
+
+    let pool = plan.ops.concurrency.max(plan.large.streams) as usize;
+    let mut contenders = Vec::new();
     for &target in &plan.targets {
-        let result = bench_registry(target, plan, root.path(), &large_blobs, huge_blob.as_ref(), &limits).await?;
-        results.push(result);
-        flush_page_cache_writes();
+        progress(format!("[{}] starting", target.name()));
+        let registry = RunningRegistry::start(target, plan, root.path()).await?;
+        let client = RegistryClient::new(&registry.base_url, ADMIN_USER, ADMIN_PASSWORD, pool)?;
+        contenders.push(Contender { registry, client });
     }
+    let mut huge = Vec::new();
+    for contender in &contenders {
+        huge.push(match &huge_blob {
+            Some(blob) => Some(contender.blame(measure_huge(contender, blob).await)?),
+            None => None,
+        });
+    }
+    let (pushes, pulls) = measure_large_rounds(&contenders, plan).await?;
+    let mut results = Vec::new();
+    for (index, contender) in contenders.iter().enumerate() {
+        let phases = contender.blame(measure_small_ops(&contender.client, plan, contender.name()).await)?;
+        let push = Rounds::of(pushes[index].clone());
+        results.push(RegistryResult {
+            target: contender.registry.target,
+            ingest_efficiency: push.median_mib_s / limits.ingest_ceiling_mib_s(),
+            push,
+            pull: Rounds::of(pulls[index].clone()),
+            phases,
+            huge: huge[index].take(),
+        });
+    }
+    drop(contenders);
     let machine =
         MachineLoad { cores: limits::cores(), load_average_1m_start, load_average_1m_end: limits::load_average_1m() };
     release_work_dir(root, plan.keep_work_dir);
     Ok(Report { plan: plan.clone(), limits, machine, results })
+}
+
+/// Every round's large-blob push and pull throughput, per contender (same order).
+async fn measure_large_rounds(
+    contenders: &[Contender],
+    plan: &Plan,
+) -> anyhow::Result<(Vec<Vec<Throughput>>, Vec<Vec<Throughput>>)> {
+    let mut pushes = vec![Vec::new(); contenders.len()];
+    let mut pulls = vec![Vec::new(); contenders.len()];
+    for round in 0..plan.large.rounds {
+        progress(format!("round {}/{}: computing digests of new content", round + 1, plan.large.rounds));
+        let seed = plan.seed + round * LARGE_ROUND_SEED_STRIDE;
+        let blobs = large::blob_specs(seed, plan.large.blobs, plan.large.blob_bytes).await?;
+        for turn in 0..contenders.len() {
+            // Who goes first rotates, so neither always meets the disk fresh.
+            let index = (turn + round as usize) % contenders.len();
+            let contender = &contenders[index];
+            let (push, pull) = contender.blame(push_then_pull(contender, plan, &blobs).await)?;
+            pushes[index].push(push);
+            pulls[index].push(pull);
+        }
+    }
+    Ok((pushes, pulls))
+}
+
+async fn push_then_pull(
+    contender: &Contender,
+    plan: &Plan,
+    blobs: &[BlobSpec],
+) -> anyhow::Result<(Throughput, Throughput)> {
+    let name = contender.name();
+    flush_page_cache_writes();
+    progress(format!("[{name}] pushing {} × {} MiB", blobs.len(), plan.large.blob_bytes / MIB));
+    let push = large::push_all(&contender.client, LARGE_REPO, blobs, plan.large.streams).await?;
+    progress(format!("[{name}]   push {:.1} MiB/s; pulling", push.mib_s));
+    let pull = large::pull_all(&contender.client, LARGE_REPO, blobs, plan.large.streams).await?;
+    progress(format!("[{name}]   pull {:.1} MiB/s", pull.mib_s));
+    Ok((push, pull))
 }
 
 /// A fresh work dir named `prefix…` under `parent` (default: the system temp dir).
@@ -83,78 +172,19 @@ pub(crate) async fn measure_limits(dir: &Path, probe_bytes: u64) -> anyhow::Resu
     Ok(limits)
 }
 
-/// The large blobs' and the huge blob's digests, computed once for every registry.
-async fn prepare_content(plan: &Plan) -> anyhow::Result<(Vec<BlobSpec>, Option<BlobSpec>)> {
-    progress("computing digests of the generated content");
-    let large_blobs = large::blob_specs(plan.seed, plan.large.blobs, plan.large.blob_bytes).await?;
-    let huge_blob = match plan.huge_bytes {
-        Some(size) => {
-            let seed = plan.seed + HUGE_SEED_OFFSET;
-            Some(tokio::task::spawn_blocking(move || BlobSpec::new(seed, size)).await?)
-        }
-        None => None,
-    };
-    Ok((large_blobs, huge_blob))
+/// The huge blob's digest, computed once for every registry.
+async fn prepare_huge_blob(plan: &Plan) -> anyhow::Result<Option<BlobSpec>> {
+    let Some(size) = plan.huge_bytes else { return Ok(None) };
+    progress("computing the digest of the huge blob");
+    let seed = plan.seed + HUGE_SEED_OFFSET;
+    Ok(Some(tokio::task::spawn_blocking(move || BlobSpec::new(seed, size)).await?))
 }
 
-/// Starts `target`, measures it, stops it and deletes its data.
-async fn bench_registry(
-    target: Target,
-    plan: &Plan,
-    root: &Path,
-    large_blobs: &[BlobSpec],
-    huge_blob: Option<&BlobSpec>,
-    limits: &Limits,
-) -> anyhow::Result<RegistryResult> {
-    progress(format!("[{}] starting", target.name()));
-    let registry = RunningRegistry::start(target, plan, root).await?;
-    let result = measure_registry(&registry, plan, large_blobs, huge_blob, limits)
-        .await
-        .with_context(|| format!("benchmarking {}; its log ends:\n{}", target.name(), registry.log_tail()));
-    let data_dir = registry.data_dir.clone();
-    drop(registry);
-    std::fs::remove_dir_all(&data_dir).with_context(|| format!("removing {}", data_dir.display()))?;
-    result
-}
-
-async fn measure_registry(
-    registry: &RunningRegistry,
-    plan: &Plan,
-    large_blobs: &[BlobSpec],
-    huge_blob: Option<&BlobSpec>,
-    limits: &Limits,
-) -> anyhow::Result<RegistryResult> {
-    let name = registry.target.name();
-    let pool = plan.ops.concurrency.max(plan.large.streams) as usize;
-    let client = RegistryClient::new(&registry.base_url, ADMIN_USER, ADMIN_PASSWORD, pool)?;
-    let huge = match huge_blob {
-        Some(blob) => Some(measure_huge(&client, registry, blob).await?),
-        None => None,
-    };
-    progress(format!("[{name}] pushing {} × {} MiB", large_blobs.len(), plan.large.blob_bytes / MIB));
-    let push = large::push_all(&client, LARGE_REPO, large_blobs, plan.large.streams).await?;
-    progress(format!("[{name}]   push {:.1} MiB/s; pulling", push.mib_s));
-    let pull = large::pull_all(&client, LARGE_REPO, large_blobs, plan.large.streams).await?;
-    progress(format!("[{name}]   pull {:.1} MiB/s", pull.mib_s));
-    let phases = measure_small_ops(&client, plan, name).await?;
-    Ok(RegistryResult {
-        target: registry.target,
-        push,
-        pull,
-        phases,
-        huge,
-        ingest_efficiency: push.mib_s / limits.ingest_ceiling_mib_s(),
-    })
-}
-
-async fn measure_huge(
-    client: &RegistryClient,
-    registry: &RunningRegistry,
-    blob: &BlobSpec,
-) -> anyhow::Result<HugeResult> {
-    let name = registry.target.name();
+async fn measure_huge(contender: &Contender, blob: &BlobSpec) -> anyhow::Result<HugeResult> {
+    let name = contender.name();
+    flush_page_cache_writes();
     progress(format!("[{name}] streaming a {} MiB blob in, watching peak RSS", blob.size / MIB));
-    let huge = large::huge_push(client, HUGE_REPO, blob, registry.pid()).await?;
+    let huge = large::huge_push(&contender.client, HUGE_REPO, blob, contender.registry.pid()).await?;
     progress(format!(
         "[{name}]   {:.1} MiB/s, peak RSS {:.1} → {:.1} MiB",
         huge.push.mib_s, huge.peak_rss_before_mib, huge.peak_rss_after_mib

@@ -200,6 +200,8 @@ impl From<ClusterArgs> for ClusterPlan {
             writers: args.writers,
             write_secs: pick(args.write_seconds, WRITE_PHASE_SECS),
             large: LargePlan {
+                // One round: the cluster has no peer to take turns with.
+                rounds: 1,
                 blobs: pick(args.blobs, LARGE_BLOBS),
                 blob_bytes: pick(args.blob_mib, LARGE_BLOB_MIB) * MIB,
                 streams: args.streams,
