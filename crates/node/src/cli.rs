@@ -153,6 +153,8 @@ pub struct ServeArgs {
     pub auto_repair: Option<bool>,
     #[arg(long, env = "FLOTILLA_READ_CONSISTENCY")]
     pub read_consistency: Option<String>,
+    #[arg(long, env = "FLOTILLA_READ_LEASE")]
+    pub read_lease: Option<bool>,
     #[arg(long, env = "FLOTILLA_MAX_MANIFEST_BYTES")]
     pub max_manifest_bytes: Option<u64>,
     #[arg(long, env = "FLOTILLA_MAX_BLOB_BYTES")]
@@ -215,6 +217,7 @@ impl ServeArgs {
             scrub_interval,
             auto_repair,
             read_consistency,
+            read_lease,
             max_manifest_bytes,
             max_blob_bytes,
             upload_expiry,

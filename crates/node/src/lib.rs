@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use flotilla_api::auth::Authenticator;
 use flotilla_api::{AppState, Limits, ReadConsistency};
+use flotilla_raft::lease::{self, LeaderLease};
 use flotilla_raft::log_store::LogStore;
 use flotilla_raft::network::client::NetworkFactory;
 use flotilla_raft::network::tls::RpcTls;
@@ -133,21 +134,24 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         ..Default::default()
     };
     let (vote_outcomes, vote_answers) = tokio::sync::mpsc::unbounded_channel();
+    let leader_lease = Arc::new(LeaderLease::new(Duration::from_millis(raft_config.election_timeout_max)));
     let raft = flotilla_raft::types::Raft::new(
         config.node_id,
         Arc::new(raft_config.validate()?),
-        NetworkFactory::reporting_votes_to(vote_outcomes),
+        NetworkFactory::new(vote_outcomes, leader_lease.clone()),
         log_store,
         state_machine,
     )
     .await?;
+    lease::hold_campaigns_after_start(&raft);
     tokio::spawn(flotilla_raft::election::settle_lost_rounds(
         raft.clone(),
         config.node_id,
         vote_answers,
         SPLIT_VOTE_RETRY_DELAY,
     ));
-    let meta = MetaClient::new(raft.clone(), config.node_id, catalog.clone());
+    let meta =
+        MetaClient::new(raft.clone(), config.node_id, catalog.clone(), config.read_lease.then_some(leader_lease));
     let view = Arc::new(ClusterView::new(config.node_id, raft.clone(), catalog.clone()));
     let peers = BlobPeers::default();
     let metrics = telemetry::Metrics::new();

@@ -6,7 +6,7 @@
 //! this type.
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
@@ -15,6 +15,7 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 
 use crate::catalog::Catalog;
 use crate::command::{Command, Request, RequestId, Response};
+use crate::lease::LeaderLease;
 use crate::network::client::{rpc_forward, rpc_read_index};
 use crate::network::ForwardError;
 use crate::types::{NodeId, Raft};
@@ -42,6 +43,8 @@ pub struct MetaClient {
     node_id: NodeId,
     catalog: Catalog,
     read_rounds: Arc<ReadRounds>,
+    /// This node's leader lease, when reads may use it (`crate::lease`).
+    lease: Option<Arc<LeaderLease>>,
 }
 
 /// Where a reader gets the read index of its round.
@@ -58,11 +61,13 @@ struct ReadRounds {
 
 impl MetaClient {
     /// Wraps the local Raft; spawns the read-index driver, which stops when
-    /// the last clone of this client is dropped.
-    pub fn new(raft: Raft, node_id: NodeId, catalog: Catalog) -> Self {
+    /// the last clone of this client is dropped. With a `lease` (the one the
+    /// Raft network records acknowledgements in), a leader answers reads from
+    /// it while it holds instead of with a heartbeat round.
+    pub fn new(raft: Raft, node_id: NodeId, catalog: Catalog, lease: Option<Arc<LeaderLease>>) -> Self {
         let read_rounds = Arc::new(ReadRounds::default());
         tokio::spawn(drive_read_rounds(raft.clone(), Arc::downgrade(&read_rounds)));
-        MetaClient { raft, node_id, catalog, read_rounds }
+        MetaClient { raft, node_id, catalog, read_rounds, lease }
     }
 
     /// This node's id.
@@ -126,8 +131,18 @@ impl MetaClient {
     /// every write acknowledged before it), then waits until the local replica
     /// has applied that index.
     async fn barrier(&self) -> Result<(), MetaError> {
-        let index = self.next_read_index().await?;
+        let index = match self.lease_read_index() {
+            Some(index) => Some(index),
+            None => self.next_read_index().await?,
+        };
         self.wait_applied(index).await
+    }
+
+    /// The read index this node's leader lease gives now, without a round;
+    /// `None` unless leases are on, this node leads and its lease holds.
+    pub(crate) fn lease_read_index(&self) -> Option<u64> {
+        let lease = self.lease.as_ref()?;
+        lease.read_index(&self.raft.metrics().borrow(), Instant::now())
     }
 
     /// The leader's read index from the next round that starts after this

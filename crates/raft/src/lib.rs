@@ -29,6 +29,7 @@ pub mod clock;
 pub mod cluster;
 pub mod command;
 pub mod election;
+pub mod lease;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;

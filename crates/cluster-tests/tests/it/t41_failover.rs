@@ -1,8 +1,8 @@
 //! Failures of a minority: the leader killed mid-stream, a node down while
 //! the others keep serving and catching up by snapshot when it returns, a
-//! node cut off by the network that must not serve stale reads, and a node
-//! joining and another draining while clients push and pull. Each test has a
-//! cluster of its own.
+//! follower or the leader cut off by the network, which must not serve stale
+//! reads, and a node joining and another draining while clients push and
+//! pull. Each test has a cluster of its own.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -217,6 +217,89 @@ fn a_node_cut_off_from_the_others_never_serves_a_stale_tag() {
                 reply.status == 200 && reply.header("docker-content-digest") == Some(second.manifest.digest.as_str())
             })
         })?;
+        Ok(())
+    });
+}
+
+/// One GET of the tag on the cut-off leader: when it started, what it got.
+struct LeaseRead {
+    started: Instant,
+    status: u16,
+    digest: Option<String>,
+}
+
+/// The leader answers reads from its lease (no heartbeat round); cut off, it
+/// must stop before the majority can have elected another leader and taken a
+/// write, so no read that starts after the overwrite's 201 sees the old tag.
+/// (Whichever stops it first: the lease lapsing 200 ms after the last
+/// acknowledged heartbeat, or an entry the old leader appended after the cut,
+/// which never commits, so reads wait for it until their deadline. The
+/// lease's own arithmetic is proptested in `flotilla_raft::lease`.)
+#[test]
+fn a_leader_cut_off_never_serves_a_tag_the_majority_overwrote() {
+    if !faults::available() {
+        panic!("this test needs root and iptables to cut loopback nodes apart");
+    }
+    let sandbox = cluster(3, &[]).expect("cluster");
+    run_printing_logs(&sandbox, |sandbox| {
+        let old_leader = sandbox.leader_index(0)?;
+        let majority = [(old_leader + 1) % 3, (old_leader + 2) % 3];
+        let name = repo("t41", "lease");
+        let old_client = sandbox.node(old_leader).client(sandbox.admin_credentials());
+        let first = push_image(&old_client, &name, "moving", 0)?;
+        assert_serves(&old_client, &first, "the leader before the cut")?;
+
+        let partition =
+            Partition::isolate(sandbox.node(old_leader), &[sandbox.node(majority[0]), sandbox.node(majority[1])])?;
+        // A reader starts every 50 ms until a second after the overwrite below
+        // was acknowledged, each with one GET of the tag (which may wait for
+        // the read deadline, 10 s, before its 503).
+        let reads = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let spawner = {
+            let (client, reads, name, stop) = (old_client.clone(), reads.clone(), name.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut readers = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let (client, reads, name) = (client.clone(), reads.clone(), name.clone());
+                    readers.push(std::thread::spawn(move || {
+                        let started = Instant::now();
+                        if let Ok(reply) = client.get_manifest(&name, "moving") {
+                            let digest = reply.header("docker-content-digest").map(str::to_owned);
+                            reads.lock().unwrap().push(LeaseRead { started, status: reply.status, digest });
+                        }
+                    }));
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                readers.into_iter().for_each(|reader| reader.join().expect("a reader thread panicked"));
+            })
+        };
+        let majority_client = sandbox.node(majority[0]).client(sandbox.admin_credentials());
+        let overwrite = wait::until_some(
+            "the majority to take an overwrite of the tag",
+            Duration::from_secs(30),
+            wait::DEFAULT_POLL,
+            || push_image(&majority_client, &name, "moving", 0).map(Some).map_err(|error| format!("{error:#}")),
+        );
+        let acknowledged = Instant::now();
+        std::thread::sleep(Duration::from_secs(1));
+        stop.store(true, Ordering::SeqCst);
+        spawner.join().expect("the reader spawner panicked");
+        let second = overwrite?;
+        let reads = std::mem::take(&mut *reads.lock().unwrap());
+        let after: Vec<&LeaseRead> = reads.iter().filter(|read| read.started > acknowledged).collect();
+        ensure!(!after.is_empty(), "no read on the cut-off leader started after the overwrite was acknowledged");
+        for read in &after {
+            ensure!(
+                read.status != 200 || read.digest.as_deref() == Some(second.manifest.digest.as_str()),
+                "the cut-off leader served {:?} {:?} after the majority acknowledged {}",
+                read.status,
+                read.digest,
+                second.manifest.digest
+            );
+        }
+        ensure!(after.iter().any(|read| read.status == 503), "the cut-off leader never refused a read");
+        partition.heal();
         Ok(())
     });
 }

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
@@ -32,6 +32,7 @@ use super::tls::RpcTls;
 use super::{ForwardError, MAX_MESSAGE_BYTES};
 use crate::command::{Request, Response};
 use crate::election::{Answer, VoteOutcome, VoteOutcomes};
+use crate::lease::LeaderLease;
 use crate::types::{NodeAddr, NodeId, TypeConfig};
 
 /// Deadline of a Raft RPC when openraft gives none, and of forward / read-index
@@ -139,13 +140,15 @@ fn shared_channels() -> &'static Channels {
 pub struct NetworkFactory {
     channels: Channels,
     vote_outcomes: VoteOutcomes,
+    lease: Arc<LeaderLease>,
 }
 
 impl NetworkFactory {
     /// A factory whose clients also report the answer to each of this node's
-    /// vote requests to `outcomes` (for [`crate::election`]).
-    pub fn reporting_votes_to(outcomes: VoteOutcomes) -> NetworkFactory {
-        NetworkFactory { channels: Channels::default(), vote_outcomes: outcomes }
+    /// vote requests to `vote_outcomes` (for [`crate::election`]) and each
+    /// append a peer accepted to `lease` (for [`crate::lease`]).
+    pub fn new(vote_outcomes: VoteOutcomes, lease: Arc<LeaderLease>) -> NetworkFactory {
+        NetworkFactory { channels: Channels::default(), vote_outcomes, lease }
     }
 }
 
@@ -158,6 +161,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             node: node.clone(),
             channels: self.channels.clone(),
             vote_outcomes: self.vote_outcomes.clone(),
+            lease: self.lease.clone(),
         }
     }
 }
@@ -168,6 +172,7 @@ pub struct PeerClient {
     node: NodeAddr,
     channels: Channels,
     vote_outcomes: VoteOutcomes,
+    lease: Arc<LeaderLease>,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, NodeAddr, E>>;
@@ -235,7 +240,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
         let kind = RpcKind::Append { entries: rpc.entries.len() as u64 };
-        self.call(kind, &rpc, deadline(option.hard_ttl(), RPC_TIMEOUT)).await
+        let sent = Instant::now();
+        let result = self.call(kind, &rpc, deadline(option.hard_ttl(), RPC_TIMEOUT)).await;
+        // Every answer but a higher vote means the peer accepted this leader's
+        // vote, and refuses other candidates for a while (`crate::lease`).
+        if matches!(result, Ok(ref response) if !matches!(response, AppendEntriesResponse::HigherVote(_))) {
+            self.lease.record_ack(self.target, rpc.vote, sent);
+        }
+        result
     }
 
     async fn install_snapshot(

@@ -2,7 +2,7 @@
 //! encodes the outcome — openraft's own `Result` for Raft RPCs (the caller
 //! rebuilds `RemoteError` from it), `Result<_, ForwardError>` for the rest.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
@@ -14,11 +14,13 @@ use super::{decode, encode, ForwardError, MAX_MESSAGE_BYTES};
 use crate::client::{MetaClient, MetaError};
 use crate::command::{Request, Response};
 use crate::election::{self, LeaderContact};
+use crate::lease;
 use crate::types::{NodeAddr, NodeId, Raft};
 
 /// The Raft gRPC service of this node, ready for `tonic::transport::Server::add_service`.
 pub fn raft_service(meta: MetaClient) -> RaftServiceServer<RaftRpc> {
-    RaftServiceServer::new(RaftRpc { meta, leader_contact: LeaderContact::default() })
+    let votes_held_until = Instant::now() + lease::startup_vote_hold(lease::leader_lease_of(meta.raft()));
+    RaftServiceServer::new(RaftRpc { meta, leader_contact: LeaderContact::default(), votes_held_until })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
@@ -30,6 +32,15 @@ pub struct RaftRpc {
     meta: MetaClient,
     /// When a leader last sent this node entries or a heartbeat.
     leader_contact: LeaderContact,
+    /// Until when this node, just started, keeps the refusal to vote it may
+    /// have promised a leader before it stopped ([`lease::startup_vote_hold`]).
+    votes_held_until: Instant,
+}
+
+impl RaftRpc {
+    fn holding_votes(&self) -> bool {
+        Instant::now() < self.votes_held_until
+    }
 }
 
 fn reply<T: serde::Serialize>(value: &T) -> Result<GrpcResponse<Payload>, Status> {
@@ -54,7 +65,8 @@ async fn handle_forward(raft: &Raft, request: Request) -> Result<Response, Forwa
     }
 }
 
-/// The leader's read index, after a heartbeat round confirmed its leadership.
+/// The leader's read index: from its lease while that holds
+/// ([`crate::lease`]), else after a heartbeat round confirmed its leadership.
 /// Unlike `ensure_linearizable` it does not wait for the leader's own apply:
 /// the caller waits for its own replica. The round is the one this node's
 /// own readers share ([`MetaClient`]), so concurrent requests from followers
@@ -68,6 +80,9 @@ async fn handle_read_index(meta: &MetaClient) -> Result<Option<u64>, ForwardErro
         metrics.current_leader == Some(metrics.id)
     };
     if leads {
+        if let Some(index) = meta.lease_read_index() {
+            return Ok(Some(index));
+        }
         return meta.next_read_index().await.map_err(|error| match error {
             // Either way the caller asks again, here or at a new leader.
             MetaError::Unavailable(message) | MetaError::Fatal(message) => ForwardError::Unavailable(message),
@@ -96,6 +111,9 @@ impl RaftService for RaftRpc {
     async fn vote(&self, request: GrpcRequest<Payload>) -> Result<GrpcResponse<Payload>, Status> {
         cluster_id::check(&request)?;
         let rpc = decode(&request.into_inner().data)?;
+        // Answered only once the hold is over (the candidate's call may time
+        // out first, which it takes as no vote).
+        tokio::time::sleep_until(self.votes_held_until.into()).await;
         reply(&self.meta.raft().vote(rpc).await)
     }
 
@@ -122,7 +140,7 @@ impl RaftService for RaftRpc {
             Duration::from_millis(self.meta.raft().config().heartbeat_interval * election::CAMPAIGN_QUIET_HEARTBEATS);
         let campaign =
             election::campaigns_when_asked(&self.meta.raft().metrics().borrow(), self.leader_contact.since(), quiet);
-        if campaign {
+        if campaign && !self.holding_votes() {
             tracing::info!("a candidate with a shorter log asked this node to campaign: campaigning");
             let _ = self.meta.raft().trigger().elect().await;
         }
