@@ -13,9 +13,15 @@
 //! period ([`PERIOD_US`]), so a node is throttled in slices of milliseconds,
 //! not in the default 100 ms ones that would stall heartbeats. Both cgroup v2
 //! (`cpu.max`) and v1 (the `cpu` hierarchy's `cpu.cfs_quota_us`) are
-//! supported; creating a cgroup needs root.
+//! supported; creating a cgroup needs root. Each node joins its cgroup before
+//! it execs, so it sizes its thread pools to its quota from the start, as on
+//! a machine (or in a container) of that size.
 
+use std::ffi::CString;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use anyhow::{bail, Context};
 
@@ -57,9 +63,31 @@ impl NodeCgroup {
         Ok(group)
     }
 
-    /// Moves process `pid` (every thread of it) into the cgroup.
-    pub fn add(&self, pid: u32) -> anyhow::Result<()> {
-        self.write("cgroup.procs", &pid.to_string())
+    /// Has `command`'s child join the cgroup before it execs, so the node
+    /// starts inside its quota and sizes its thread pools to it (Rust's
+    /// `available_parallelism`, hence tokio's worker count, reads the cgroup
+    /// quota), as a process on a machine of that size would.
+    pub fn join_on_exec(&self, command: &mut Command) -> anyhow::Result<()> {
+        let procs = CString::new(self.dir.join("cgroup.procs").into_os_string().into_vec())?;
+        // SAFETY: open, write and close are async-signal-safe; the closure
+        // reads only `procs`, built before the fork, and allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // "0" means the writing process itself.
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                let error = std::io::Error::last_os_error();
+                libc::close(fd);
+                if written != 1 {
+                    return Err(error);
+                }
+                Ok(())
+            });
+        }
+        Ok(())
     }
 
     fn make(dir: PathBuf) -> anyhow::Result<NodeCgroup> {

@@ -216,12 +216,11 @@ impl LocalCluster {
             command.env("RUST_LOG", "warn");
         }
         die_with_parent(&mut command);
-        let child = command.spawn().with_context(|| format!("starting node {id}: {command:?}"))?;
-        let pid = child.id();
-        node.child = Some(child);
         if let Some(cgroup) = &node.cgroup {
-            cgroup.add(pid).with_context(|| format!("limiting node {id}'s CPU"))?;
+            cgroup.join_on_exec(&mut command).with_context(|| format!("limiting node {id}'s CPU"))?;
         }
+        let child = command.spawn().with_context(|| format!("starting node {id}: {command:?}"))?;
+        node.child = Some(child);
         Ok(())
     }
 

@@ -3,12 +3,17 @@
 //! then spread round-robin over every node; the ratio spread ÷ leader-only
 //! shows how far reads scale with followers serving them.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use super::stats::ratio;
 use crate::cli::OpsPlan;
-use crate::client::RegistryClient;
+use crate::client::{Probe, RegistryClient};
 use crate::ops::{self, OpKind, PhaseResult};
+
+/// How long each phase runs untimed before it is measured.
+const WARM_UP: Duration = Duration::from_secs(1);
 
 /// The kinds of operation measured.
 const KINDS: [OpKind; 2] = [OpKind::ManifestGet, OpKind::ManifestHead];
@@ -48,14 +53,27 @@ pub async fn measure(
     for kind in KINDS {
         let leader_probes = ops::probes(leader_client, repo, &fixtures, kind);
         let spread_probes = interleave(nodes.iter().map(|client| ops::probes(client, repo, &fixtures, kind)).collect());
-        let leader_only = ops::run_phase(leader_client, kind, leader_probes, plan.concurrency, plan.phase()).await?;
+        let leader_only = warm_then_measure(leader_client, kind, leader_probes, plan).await?;
         report_phase(kind, "leader only", &leader_only);
-        let spread = ops::run_phase(leader_client, kind, spread_probes, plan.concurrency, plan.phase()).await?;
+        let spread = warm_then_measure(leader_client, kind, spread_probes, plan).await?;
         report_phase(kind, &format!("spread over {} nodes", nodes.len()), &spread);
         let scaling = ratio(spread.ops_per_sec, leader_only.ops_per_sec);
         pairs.push(ReadPair { kind, leader_only, spread, scaling });
     }
     Ok(ReadsResult { leader, pairs })
+}
+
+/// Runs the phase untimed for [`WARM_UP`] first, so that every client's
+/// connections to every node are open when the clock starts (opening 128 of
+/// them at once to a node capped at a third of a core took seconds).
+async fn warm_then_measure(
+    client: &RegistryClient,
+    kind: OpKind,
+    probes: Vec<Probe>,
+    plan: &OpsPlan,
+) -> anyhow::Result<PhaseResult> {
+    ops::run_phase(client, kind, probes.clone(), plan.concurrency, WARM_UP).await?;
+    ops::run_phase(client, kind, probes, plan.concurrency, plan.phase()).await
 }
 
 fn report_phase(kind: OpKind, how: &str, phase: &PhaseResult) {
