@@ -20,7 +20,7 @@
 //!
 //! ```text
 //!   body ──► tmp/<uuid> (hashing, write-behind) ──► digest ok? ──► fsync file ──► rename ──► fsync dir
-//!                                        └─ no: delete temp, DigestMismatch
+//!                                                   └─ no: delete temp, DigestMismatch
 //! ```
 //!
 //! After a crash a blob is either complete and correct or absent. File names are
