@@ -134,7 +134,7 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
         ..Default::default()
     };
     let (vote_outcomes, vote_answers) = tokio::sync::mpsc::unbounded_channel();
-    let leader_lease = Arc::new(LeaderLease::new(Duration::from_millis(raft_config.election_timeout_max)));
+    let leader_lease = Arc::new(LeaderLease::new(lease::leader_lease(&raft_config)));
     let raft = flotilla_raft::types::Raft::new(
         config.node_id,
         Arc::new(raft_config.validate()?),

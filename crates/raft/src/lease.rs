@@ -27,7 +27,7 @@
 //! one machine.
 //!
 //! A node that restarts forgets when it last accepted an append, and openraft
-//! would let it vote at once; [`startup_vote_hold`] is how long the vote
+//! would let it vote at once; [`startup_hold`] is how long the vote
 //! handler holds votes back after start so the promise outlives a restart.
 //!
 //! # The read index it gives
@@ -130,23 +130,23 @@ pub fn quorum_acked(
     fresh * 2 > voters.len()
 }
 
+/// openraft's `leader_lease` under `config`: its `election_timeout_max`.
+pub fn leader_lease(config: &openraft::Config) -> Duration {
+    Duration::from_millis(config.election_timeout_max)
+}
+
 /// How long a node that just started holds back its votes: the refusal it may
-/// have promised a leader before it stopped (see the module docs).
-pub fn startup_vote_hold(leader_lease: Duration) -> Duration {
-    leader_lease
+/// have promised a leader before it stopped, one leader lease (see the module docs).
+pub fn startup_hold(raft: &Raft) -> Duration {
+    leader_lease(raft.config())
 }
 
-/// openraft's `leader_lease` for `raft`: its `election_timeout_max`.
-pub fn leader_lease_of(raft: &Raft) -> Duration {
-    Duration::from_millis(raft.config().election_timeout_max)
-}
-
-/// Keeps a node that just started from campaigning for [`startup_vote_hold`]:
+/// Keeps a node that just started from campaigning for [`startup_hold`]:
 /// voting for itself would break a refusal it promised before it stopped just
 /// as voting for another would. (The vote handler holds other candidates'
 /// requests as long; see `network::service`.)
 pub fn hold_campaigns_after_start(raft: &Raft) {
-    let hold = startup_vote_hold(leader_lease_of(raft));
+    let hold = startup_hold(raft);
     raft.runtime_config().elect(false);
     let raft = raft.clone();
     tokio::spawn(async move {

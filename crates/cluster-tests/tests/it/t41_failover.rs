@@ -26,6 +26,15 @@ fn cluster(nodes: usize, args: &[&str]) -> anyhow::Result<Sandbox> {
     Ok(sandbox)
 }
 
+/// A formed 3-node cluster whose nodes iptables can cut apart (the test
+/// fails, not skips, where that needs root it does not have).
+fn cluster_to_partition() -> Sandbox {
+    if !faults::available() {
+        panic!("this test needs root and iptables to cut loopback nodes apart");
+    }
+    cluster(3, &[]).expect("cluster")
+}
+
 /// One small image; what a push acknowledged.
 #[derive(Debug, Clone)]
 struct Pushed {
@@ -177,10 +186,7 @@ fn with_one_node_down_the_others_serve_and_it_catches_up_by_snapshot() {
 
 #[test]
 fn a_node_cut_off_from_the_others_never_serves_a_stale_tag() {
-    if !faults::available() {
-        panic!("this test needs root and iptables to cut loopback nodes apart");
-    }
-    let sandbox = cluster(3, &[]).expect("cluster");
+    let sandbox = cluster_to_partition();
     run_printing_logs(&sandbox, |sandbox| {
         let leader = sandbox.leader_index(0)?;
         let cut = (leader + 1) % 3;
@@ -237,10 +243,7 @@ struct LeaseRead {
 /// lease's own arithmetic is proptested in `flotilla_raft::lease`.)
 #[test]
 fn a_leader_cut_off_never_serves_a_tag_the_majority_overwrote() {
-    if !faults::available() {
-        panic!("this test needs root and iptables to cut loopback nodes apart");
-    }
-    let sandbox = cluster(3, &[]).expect("cluster");
+    let sandbox = cluster_to_partition();
     run_printing_logs(&sandbox, |sandbox| {
         let old_leader = sandbox.leader_index(0)?;
         let majority = [(old_leader + 1) % 3, (old_leader + 2) % 3];

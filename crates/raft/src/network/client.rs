@@ -244,7 +244,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         let result = self.call(kind, &rpc, deadline(option.hard_ttl(), RPC_TIMEOUT)).await;
         // Every answer but a higher vote means the peer accepted this leader's
         // vote, and refuses other candidates for a while (`crate::lease`).
-        if matches!(result, Ok(ref response) if !matches!(response, AppendEntriesResponse::HigherVote(_))) {
+        if result.as_ref().is_ok_and(|response| !matches!(response, AppendEntriesResponse::HigherVote(_))) {
             self.lease.record_ack(self.target, rpc.vote, sent);
         }
         result

@@ -19,7 +19,7 @@ use crate::types::{NodeAddr, NodeId, Raft};
 
 /// The Raft gRPC service of this node, ready for `tonic::transport::Server::add_service`.
 pub fn raft_service(meta: MetaClient) -> RaftServiceServer<RaftRpc> {
-    let votes_held_until = Instant::now() + lease::startup_vote_hold(lease::leader_lease_of(meta.raft()));
+    let votes_held_until = Instant::now() + lease::startup_hold(meta.raft());
     RaftServiceServer::new(RaftRpc { meta, leader_contact: LeaderContact::default(), votes_held_until })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
@@ -33,7 +33,7 @@ pub struct RaftRpc {
     /// When a leader last sent this node entries or a heartbeat.
     leader_contact: LeaderContact,
     /// Until when this node, just started, keeps the refusal to vote it may
-    /// have promised a leader before it stopped ([`lease::startup_vote_hold`]).
+    /// have promised a leader before it stopped ([`lease::startup_hold`]).
     votes_held_until: Instant,
 }
 
