@@ -1,12 +1,15 @@
 //! [`Authenticator`]: turns request headers into a [`Principal`], and issues tokens.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::HeaderMap;
-use tokio::sync::Semaphore;
+use parking_lot::Mutex;
+use tokio::sync::{OnceCell, Semaphore};
 
-use super::cache::{CredentialCache, CREDENTIAL_CACHE_CAPACITY, CREDENTIAL_CACHE_TTL};
+use super::cache::{CacheKey, CredentialCache, CREDENTIAL_CACHE_CAPACITY, CREDENTIAL_CACHE_TTL};
 use super::credentials::{self, Credentials};
 use super::password::{hash_password, verify_password};
 use super::principal::Principal;
@@ -28,7 +31,12 @@ const TIMING_DECOY_PASSWORD: &str = "flotilla-timing-decoy";
 pub struct Authenticator {
     directory: Arc<dyn UserDirectory>,
     verified: CredentialCache,
+    /// The verification under way per credential, shared by every request
+    /// that presents the same credential meanwhile.
+    in_flight: Mutex<HashMap<CacheKey, Arc<OnceCell<bool>>>>,
     password_checks: Arc<Semaphore>,
+    /// Argon2 verifications run so far.
+    verifications: AtomicU64,
 }
 
 impl Authenticator {
@@ -37,7 +45,9 @@ impl Authenticator {
         Authenticator {
             directory,
             verified: CredentialCache::new(CREDENTIAL_CACHE_CAPACITY, CREDENTIAL_CACHE_TTL),
+            in_flight: Mutex::new(HashMap::new()),
             password_checks: Arc::new(Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS)),
+            verifications: AtomicU64::new(0),
         }
     }
 
@@ -75,10 +85,21 @@ impl Authenticator {
         if self.verified.contains(&key) {
             return Ok(Principal::from_user(&record));
         }
-        if !self.check_password(Some(record.password_hash.clone()), password).await? {
+        // Requests presenting the same credential while it is being verified
+        // wait for that verification: a cold cache (a node's first requests,
+        // a restart) met by a hundred clients at once would otherwise run
+        // argon2 a hundred times, and on a small node for seconds.
+        let shared = InFlight::join(&self.in_flight, key);
+        let verified = *shared
+            .verification
+            .get_or_try_init(|| self.check_password(Some(record.password_hash.clone()), password))
+            .await?;
+        if !verified {
             return Err(AuthError::BadCredentials);
         }
+        // Cached before the in-flight entry goes, so no request finds neither.
         self.verified.insert(key);
+        drop(shared);
         Ok(Principal::from_user(&record))
     }
 
@@ -134,6 +155,18 @@ impl Authenticator {
         self.verified.len()
     }
 
+    /// Number of argon2 verifications run (decoys included).
+    #[cfg(test)]
+    pub(crate) fn verifications_run(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// Whether no verification is registered as under way.
+    #[cfg(test)]
+    pub(crate) fn in_flight_is_empty(&self) -> bool {
+        self.in_flight.lock().is_empty()
+    }
+
     async fn authenticate_basic(&self, user: &str, password: &str) -> Result<Principal, AuthError> {
         if token::looks_like_token(password) {
             if let Ok(principal) = self.verify_token(password) {
@@ -151,6 +184,7 @@ impl Authenticator {
             .await
             .map_err(|error| AuthError::Internal(error.to_string()))?;
         let password = password.to_owned();
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             match phc {
@@ -164,6 +198,34 @@ impl Authenticator {
         })
         .await
         .map_err(|error| AuthError::Internal(error.to_string()))
+    }
+}
+
+/// A request's share of the verification of one credential; the first
+/// request to finish (or to give up) takes it out of the in-flight map.
+/// Requests already holding it still get its outcome; a later request finds
+/// the credential cached, or (after a failure, or a verification abandoned
+/// half-way) starts another.
+struct InFlight<'a> {
+    map: &'a Mutex<HashMap<CacheKey, Arc<OnceCell<bool>>>>,
+    key: CacheKey,
+    verification: Arc<OnceCell<bool>>,
+}
+
+impl<'a> InFlight<'a> {
+    /// The verification of `key` under way, or a new one.
+    fn join(map: &'a Mutex<HashMap<CacheKey, Arc<OnceCell<bool>>>>, key: CacheKey) -> InFlight<'a> {
+        let verification = map.lock().entry(key).or_default().clone();
+        InFlight { map, key, verification }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut map = self.map.lock();
+        if map.get(&self.key).is_some_and(|entry| Arc::ptr_eq(entry, &self.verification)) {
+            map.remove(&self.key);
+        }
     }
 }
 

@@ -95,6 +95,30 @@ async fn verified_credentials_are_cached_and_password_change_invalidates() {
     assert!(auth.authenticate(&basic("alice", "new-pw")).await.is_ok());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_with_one_credential_share_one_verification() {
+    let (_, auth) = setup();
+    let auth = Arc::new(auth);
+    let requests = |password: &'static str| {
+        (0..24)
+            .map(|_| {
+                let auth = auth.clone();
+                tokio::spawn(async move { auth.authenticate(&basic("alice", password)).await.is_ok() })
+            })
+            .collect::<Vec<_>>()
+    };
+    for request in requests("alice-pw") {
+        assert!(request.await.unwrap());
+    }
+    assert_eq!(auth.verifications_run(), 1, "24 requests with one cold credential ran argon2 once");
+    for request in requests("wrong") {
+        assert!(!request.await.unwrap());
+    }
+    let after_wrong = auth.verifications_run();
+    assert!((2..=9).contains(&after_wrong), "24 concurrent wrong passwords shared their checks: {after_wrong} runs");
+    assert!(auth.in_flight_is_empty(), "finished verifications leave nothing behind");
+}
+
 #[tokio::test]
 async fn accounts_without_password_cannot_log_in() {
     let (directory, auth) = setup();
