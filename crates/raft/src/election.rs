@@ -33,7 +33,8 @@
 //! node refused that way in one failover often carries the mark into the next,
 //! where it has the longer log, and campaigns 0.65–0.85 s after the refused
 //! candidate (the largest part of the failover tail). The breaker asks it to
-//! campaign now (`RaftService.Campaign`);
+//! campaign now (`RaftService.Campaign`), only the round's first such peer
+//! (with five voters, hinting two made them split the next round);
 //! the peer does so only if no leader has reached it for
 //! [`CAMPAIGN_QUIET_HEARTBEATS`] heartbeats, so a follower of a live leader
 //! ignores the hint.
@@ -144,6 +145,7 @@ pub struct Round {
     vote: Vote<NodeId>,
     answers: BTreeMap<NodeId, Answer>,
     retry_scheduled: bool,
+    hint_sent: bool,
 }
 
 /// What a round's answers so far call for.
@@ -159,12 +161,22 @@ pub enum Verdict {
 
 impl Round {
     pub fn new(vote: Vote<NodeId>) -> Round {
-        Round { vote, answers: BTreeMap::new(), retry_scheduled: false }
+        Round { vote, answers: BTreeMap::new(), retry_scheduled: false, hint_sent: false }
     }
 
-    /// Records `peer`'s answer (the first answer of a peer counts).
-    pub fn record(&mut self, peer: NodeId, answer: Answer) {
-        self.answers.entry(peer).or_insert(answer);
+    /// Records `peer`'s answer (the first answer of a peer counts) and says
+    /// whether to hint `peer` to campaign: only the round's first refusal for
+    /// a longer log is hinted. Hinting every such refuser made two of five
+    /// voters campaign at once and split the next round; a hinted peer with a
+    /// shorter log than another refuser is refused in turn and hints that one.
+    pub fn record(&mut self, peer: NodeId, answer: Answer) -> bool {
+        if self.answers.contains_key(&peer) {
+            return false;
+        }
+        self.answers.insert(peer, answer);
+        let hint = answer == Answer::GreaterLog && !self.hint_sent;
+        self.hint_sent |= hint;
+        hint
     }
 
     /// The verdict for a round of `me` among `voters` (one configuration).
@@ -199,8 +211,8 @@ impl Round {
 }
 
 /// Runs the breaker and the hint for `raft` (node `me`) until every sender of
-/// `outcomes` is gone. A peer's first refusal for a longer log in a round
-/// sends it the hint at once. A retry waits a delay drawn from `delay` afresh
+/// `outcomes` is gone. The round's first refusal for a longer log sends
+/// that peer the hint at once. A retry waits a delay drawn from `delay` afresh
 /// each time, then campaigns only while no leader is known and no later term
 /// has been seen.
 pub async fn settle_lost_rounds(
@@ -220,10 +232,9 @@ pub async fn settle_lost_rounds(
             Some(round) if round.vote > outcome.vote => continue,
             _ => round.insert(Round::new(outcome.vote)),
         };
-        let first_answer = !current.answers.contains_key(&outcome.peer);
-        current.record(outcome.peer, outcome.answer);
+        let hint = current.record(outcome.peer, outcome.answer);
         let metrics = raft.metrics().borrow().clone();
-        if outcome.answer == Answer::GreaterLog && first_answer {
+        if hint {
             if let Some(peer) = metrics.membership_config.membership().get_node(&outcome.peer) {
                 let (addr, peer_id) = (peer.rpc_addr.clone(), outcome.peer);
                 tokio::spawn(async move {
@@ -307,6 +318,18 @@ mod tests {
             round(&[(2, Answer::CompetingCandidate), (3, Answer::Unreachable)]).verdict(1, &five),
             Verdict::Undecided
         );
+    }
+
+    #[test]
+    fn only_the_first_refusal_for_a_longer_log_is_hinted() {
+        let mut round = Round::new(Vote::new(7, 1));
+        assert!(!round.record(2, Answer::CompetingCandidate));
+        assert!(round.record(3, Answer::GreaterLog));
+        assert!(!round.record(3, Answer::GreaterLog), "a repeated answer is not hinted again");
+        assert!(!round.record(4, Answer::GreaterLog), "a second refuser of five voters is not hinted");
+        let mut round = Round::new(Vote::new(8, 1));
+        assert!(!round.record(2, Answer::Granted));
+        assert!(!round.record(2, Answer::GreaterLog), "a peer's first answer counts");
     }
 
     #[test]
@@ -403,6 +426,26 @@ mod tests {
     }
 
     proptest! {
+        /// Whatever the answers and their repeats, a round sends one hint at
+        /// most, to the first peer whose first answer was a longer log.
+        #[test]
+        fn at_most_one_hint_per_round(answers in proptest::collection::vec((2u64..=5, any_answer()), 0..12)) {
+            let mut round = Round::new(Vote::new(3, 1));
+            let hinted: Vec<NodeId> =
+                answers.iter().filter(|(peer, answer)| round.record(*peer, *answer)).map(|(peer, _)| *peer).collect();
+            let mut first_answers = BTreeMap::new();
+            for (peer, answer) in &answers {
+                first_answers.entry(*peer).or_insert(*answer);
+            }
+            let mut seen = BTreeSet::new();
+            let expected = answers
+                .iter()
+                .filter(|(peer, _)| seen.insert(*peer))
+                .find(|(peer, _)| first_answers[peer] == Answer::GreaterLog)
+                .map(|(peer, _)| *peer);
+            prop_assert_eq!(hinted, expected.into_iter().collect::<Vec<_>>());
+        }
+
         /// A retry is only ever called for when no quorum is reachable any
         /// more and nothing but competing candidates (and silence) stood in
         /// the way, with at least one competitor.
