@@ -16,9 +16,9 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use crate::catalog::Catalog;
 use crate::command::{Command, Request, RequestId, Response};
 use crate::lease::LeaderLease;
-use crate::network::client::{rpc_forward, rpc_read_index};
+use crate::network::client::{rpc_forward, ReadIndexLink};
 use crate::network::ForwardError;
-use crate::types::{NodeId, Raft};
+use crate::types::{NodeAddr, NodeId, Raft};
 
 /// How long a write may wait for a leader before the client gets 503 (covers an election).
 pub const WRITE_DEADLINE: Duration = Duration::from_secs(10);
@@ -158,6 +158,11 @@ impl MetaClient {
     }
 
     async fn wait_applied(&self, index: Option<u64>) -> Result<(), MetaError> {
+        // Mostly applied already: openraft's wait would clone the metrics and
+        // arm a timer to find that out.
+        if self.raft.metrics().borrow().last_applied.map(|log_id| log_id.index) >= index {
+            return Ok(());
+        }
         self.raft
             .wait(None)
             .applied_index_at_least(index, "linearizable read")
@@ -175,6 +180,7 @@ impl MetaClient {
 
 /// Runs read-index rounds while anyone waits for one.
 async fn drive_read_rounds(raft: Raft, rounds: Weak<ReadRounds>) {
+    let mut link = ReadIndexLink::default();
     loop {
         let batch = {
             let Some(rounds) = rounds.upgrade() else { return };
@@ -186,7 +192,7 @@ async fn drive_read_rounds(raft: Raft, rounds: Weak<ReadRounds>) {
         if batch.is_empty() {
             continue;
         }
-        let result = tokio::time::timeout(WRITE_DEADLINE, read_index(&raft))
+        let result = tokio::time::timeout(WRITE_DEADLINE, read_index(&raft, &mut link))
             .await
             .unwrap_or_else(|_| Err(MetaError::Unavailable("no leader confirmed the read in time".into())));
         for reader in batch {
@@ -196,20 +202,25 @@ async fn drive_read_rounds(raft: Raft, rounds: Weak<ReadRounds>) {
 }
 
 /// The leader's read index: this node's own when it leads (after a heartbeat
-/// round confirms it still does), else asked of the leader over gRPC.
-async fn read_index(raft: &Raft) -> Result<Option<u64>, MetaError> {
+/// round confirms it still does), else asked of the leader over `link`.
+async fn read_index(raft: &Raft, link: &mut ReadIndexLink) -> Result<Option<u64>, MetaError> {
     loop {
-        let leader = match raft.get_read_log_id().await {
-            Ok((read_log_id, _applied)) => return Ok(read_log_id.map(|log_id| log_id.index)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
-                forward.leader_id.zip(forward.leader_node)
-            }
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => None,
-            Err(RaftError::Fatal(fatal)) => return Err(node_stopped(fatal)),
+        // A follower that knows its leader asks it straight away; the leader
+        // (or a deposed one, which cannot confirm a quorum) decides.
+        let leader = match other_leader(raft) {
+            Some(leader) => Some(leader),
+            None => match raft.get_read_log_id().await {
+                Ok((read_log_id, _applied)) => return Ok(read_log_id.map(|log_id| log_id.index)),
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
+                    forward.leader_id.zip(forward.leader_node)
+                }
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => None,
+                Err(RaftError::Fatal(fatal)) => return Err(node_stopped(fatal)),
+            },
         };
         if let Some((leader_id, leader)) = leader {
             tokio::select! {
-                asked = rpc_read_index(&leader.rpc_addr) => match asked {
+                asked = link.ask(&leader.rpc_addr) => match asked {
                     Ok(index) => return Ok(index),
                     Err(error) => tracing::debug!(%error, "read index failed; retrying"),
                 },
@@ -229,12 +240,23 @@ fn node_stopped(fatal: openraft::error::Fatal<NodeId>) -> MetaError {
     MetaError::Unavailable(format!("this node's raft stopped ({fatal}); retry, through another node if need be"))
 }
 
+/// The leader this node's metrics name, when that is another node.
+fn other_leader(raft: &Raft) -> Option<(NodeId, NodeAddr)> {
+    let metrics = raft.metrics();
+    let metrics = metrics.borrow();
+    let leader = metrics.current_leader.filter(|&leader| leader != metrics.id)?;
+    let node = metrics.membership_config.membership().get_node(&leader)?;
+    Some((leader, node.clone()))
+}
+
 /// Resolves once this node knows a leader other than `leader` (or none).
 async fn leader_changes_from(raft: &Raft, leader: NodeId) {
-    let changed = raft.wait(None).metrics(|metrics| metrics.current_leader != Some(leader), "a leader change").await;
-    if changed.is_err() {
-        // Raft is shutting down: never resolve, the other branch ends the call.
-        std::future::pending::<()>().await;
+    let mut metrics = raft.metrics();
+    while metrics.borrow_and_update().current_leader == Some(leader) {
+        if metrics.changed().await.is_err() {
+            // Raft is shutting down: never resolve, the other branch ends the call.
+            std::future::pending::<()>().await;
+        }
     }
 }
 

@@ -324,3 +324,79 @@ pub async fn rpc_campaign(addr: &str) -> Result<(), tonic::Status> {
 pub async fn rpc_read_index(addr: &str) -> Result<Option<u64>, ForwardError> {
     call_leader(addr, LeaderCall::ReadIndex).await
 }
+
+/// A follower's read-index questions to its leader, over one long-lived
+/// stream (`RaftService.ReadIndexStream`) instead of a call per round: on a
+/// leader serving its followers' rounds, the calls' headers, trailers and
+/// per-call set-up cost as much CPU as the reads it served itself. The stream
+/// is reopened after any failure and when the leader changes; a peer without
+/// the stream method (an older version, mid-upgrade) is asked with calls.
+#[derive(Default)]
+pub struct ReadIndexLink {
+    open: Option<OpenLink>,
+    /// The last peer found without the stream method.
+    calls_only: Option<String>,
+}
+
+/// An open stream to one peer.
+struct OpenLink {
+    addr: String,
+    questions: tokio::sync::mpsc::Sender<Empty>,
+    answers: tonic::Streaming<Payload>,
+}
+
+impl ReadIndexLink {
+    /// The read index from the node at `addr` (normally the leader), or why not.
+    pub async fn ask(&mut self, addr: &str) -> Result<Option<u64>, ForwardError> {
+        if self.calls_only.as_deref() == Some(addr) {
+            return rpc_read_index(addr).await;
+        }
+        // Out of `self` while asking: when this call is dropped half-way (the
+        // leader changed), the stream goes with it, and no late answer to
+        // this question is ever taken for the next one's.
+        let mut link = match self.open.take() {
+            Some(link) if link.addr == addr => link,
+            _ => match OpenLink::open(addr).await? {
+                Some(link) => link,
+                None => {
+                    self.calls_only = Some(addr.to_owned());
+                    return rpc_read_index(addr).await;
+                }
+            },
+        };
+        let answer = tokio::time::timeout(RPC_TIMEOUT, link.ask())
+            .await
+            .map_err(|_| ForwardError::Unavailable(format!("{addr}: no read index in {RPC_TIMEOUT:?}")))??;
+        self.open = Some(link);
+        answer
+    }
+}
+
+impl OpenLink {
+    /// Opens the stream; `None` when the peer does not know the method.
+    async fn open(addr: &str) -> Result<Option<OpenLink>, ForwardError> {
+        let unavailable = |error: &dyn std::fmt::Display| ForwardError::Unavailable(format!("{addr}: {error}"));
+        let mut client = shared_channels().client(addr).map_err(|e| unavailable(&e))?;
+        let (questions, asked) = tokio::sync::mpsc::channel(1);
+        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(asked));
+        cluster_id::stamp(&mut request);
+        match tokio::time::timeout(RPC_TIMEOUT, client.read_index_stream(request)).await {
+            Err(elapsed) => Err(unavailable(&elapsed)),
+            Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => Ok(None),
+            Ok(Err(status)) => Err(unavailable(&status)),
+            Ok(Ok(response)) => Ok(Some(OpenLink { addr: addr.to_owned(), questions, answers: response.into_inner() })),
+        }
+    }
+
+    /// One question and its answer: the outer error is the stream's (it is
+    /// then dropped), the inner one the peer's answer (not the leader, …).
+    async fn ask(&mut self) -> Result<Result<Option<u64>, ForwardError>, ForwardError> {
+        let lost = |what: String| ForwardError::Unavailable(format!("{}: read-index stream {what}", self.addr));
+        self.questions.send(Empty {}).await.map_err(|_| lost("closed".into()))?;
+        match self.answers.message().await {
+            Ok(Some(answer)) => serde_json::from_slice(&answer.data).map_err(|e| lost(format!("undecodable: {e}"))),
+            Ok(None) => Err(lost("ended".into())),
+            Err(status) => Err(lost(format!("failed: {status}"))),
+        }
+    }
+}

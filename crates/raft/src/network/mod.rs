@@ -7,7 +7,8 @@
 //!   PeerClient::vote           ──Vote───────────▶ raft.vote
 //!   PeerClient::install_snapshot ─InstallSnapshot▶ raft.install_snapshot (one chunk)
 //!   rpc_forward                ──Forward────────▶ raft.client_write  (leader only)
-//!   rpc_read_index             ──ReadIndex──────▶ the leader's shared read-index round
+//!   ReadIndexLink::ask         ══ReadIndexStream═▶ the leader's shared read-index round
+//!   rpc_read_index             ──ReadIndex──────▶   (the same, one call; for peers without the stream)
 //! ```
 //! Every message is one `bytes` field holding serde_json of the Rust types on
 //! both sides (openraft's requests and `Result`s, Flotilla's `Request`), so the

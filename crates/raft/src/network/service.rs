@@ -2,10 +2,13 @@
 //! encodes the outcome — openraft's own `Result` for Raft RPCs (the caller
 //! rebuilds `RemoteError` from it), `Result<_, ForwardError>` for the rest.
 
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use futures::{Stream, StreamExt};
+
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
-use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
+use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status, Streaming};
 
 use super::cluster_id;
 use super::proto::raft_service_server::{RaftService, RaftServiceServer};
@@ -132,6 +135,25 @@ impl RaftService for RaftRpc {
     async fn read_index(&self, request: GrpcRequest<Empty>) -> Result<GrpcResponse<Payload>, Status> {
         cluster_id::check(&request)?;
         reply(&handle_read_index(&self.meta).await)
+    }
+
+    type ReadIndexStreamStream = Pin<Box<dyn Stream<Item = Result<Payload, Status>> + Send>>;
+
+    async fn read_index_stream(
+        &self,
+        request: GrpcRequest<Streaming<Empty>>,
+    ) -> Result<GrpcResponse<Self::ReadIndexStreamStream>, Status> {
+        cluster_id::check(&request)?;
+        let meta = self.meta.clone();
+        // One answer per question, in order; the stream ends with the caller's.
+        let answers = request.into_inner().then(move |asked| {
+            let meta = meta.clone();
+            async move {
+                asked?;
+                Ok(Payload { data: encode(&handle_read_index(&meta).await)? })
+            }
+        });
+        Ok(GrpcResponse::new(Box::pin(answers)))
     }
 
     async fn campaign(&self, request: GrpcRequest<Empty>) -> Result<GrpcResponse<Empty>, Status> {
