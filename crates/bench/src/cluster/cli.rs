@@ -13,6 +13,7 @@ use crate::content::MIB;
 
 /// Full-run and `--quick` defaults.
 const OP_PHASE_SECS: (u64, u64) = (10, 3);
+const READ_ROUNDS: (u64, u64) = (3, 1);
 const WRITE_PHASE_SECS: (u64, u64) = (10, 3);
 const LARGE_BLOBS: (u64, u64) = (8, 4);
 const LARGE_BLOB_MIB: (u64, u64) = (256, 64);
@@ -58,6 +59,11 @@ pub struct ClusterArgs {
     /// Seconds each read phase runs [default: 10, quick 3].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub op_seconds: Option<u64>,
+    /// Rounds of the read phases: each round measures leader-only and spread
+    /// once (in turns, the order alternating), the report gives the median
+    /// round of each [default: 3, quick 1].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=99))]
+    pub read_rounds: Option<u64>,
     /// Tagged manifests the read phases fetch.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub manifests: u64,
@@ -143,6 +149,7 @@ pub struct ClusterPlan {
     pub keep_work_dir: bool,
     /// Read phases; `small_blobs` and `small_blob_bytes` are the fixtures' layers.
     pub reads: OpsPlan,
+    pub read_rounds: u64,
     pub writers: u64,
     pub write_secs: u64,
     pub large: LargePlan,
@@ -197,6 +204,7 @@ impl From<ClusterArgs> for ClusterPlan {
                 small_blob_bytes: READ_FIXTURE_BLOB_BYTES,
                 manifests: args.manifests,
             },
+            read_rounds: pick(args.read_rounds, READ_ROUNDS),
             writers: args.writers,
             write_secs: pick(args.write_seconds, WRITE_PHASE_SECS),
             large: LargePlan {
@@ -262,7 +270,7 @@ mod tests {
         assert_eq!(plan.nodes, 3);
         assert_eq!(plan.writers, 64);
         assert_eq!(plan.failover.trials, 20);
-        assert_eq!((plan.reads.phase_secs, plan.write_secs), (10, 10));
+        assert_eq!((plan.reads.phase_secs, plan.write_secs, plan.read_rounds), (10, 10, 3));
         assert_eq!((plan.large.blobs, plan.large.blob_bytes), (8, 256 * MIB));
         assert_eq!(plan.failover.write_interval(), Duration::from_millis(10));
         assert_eq!(plan.failover.request_timeout(), Duration::from_secs(2));
@@ -275,7 +283,7 @@ mod tests {
         assert_eq!(plan.nodes, 5);
         assert_eq!(plan.failover.trials, 2);
         assert_eq!(plan.writers, 8);
-        assert_eq!((plan.reads.phase_secs, plan.write_secs), (3, 3));
+        assert_eq!((plan.reads.phase_secs, plan.write_secs, plan.read_rounds), (3, 3, 1));
         assert_eq!((plan.large.blobs, plan.large.blob_bytes), (4, 64 * MIB));
         assert_eq!(plan.probe_bytes, 256 * MIB);
     }

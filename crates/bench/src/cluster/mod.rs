@@ -158,13 +158,17 @@ async fn measure(
     let timeout = plan.ready_timeout();
     if plan.runs(Phase::Reads) {
         let leader = state::wait_formed(cluster, timeout).await?.leader;
-        progress(format!("follower reads: {} clients, {} s per phase", plan.reads.concurrency, plan.reads.phase_secs));
+        progress(format!(
+            "follower reads: {} clients, {} s per phase, {} rounds",
+            plan.reads.concurrency, plan.reads.phase_secs, plan.read_rounds
+        ));
         let reads = reads::measure(
             &clients,
             leader,
             leader as usize - 1,
             READS_REPO,
             &plan.reads,
+            plan.read_rounds,
             seed(plan, READS_SEED_OFFSET),
         )
         .await

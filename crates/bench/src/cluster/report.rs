@@ -61,7 +61,8 @@ impl ClusterReport {
         let _ = writeln!(
             out,
             "{} nodes (all voters, R = {}), the client and the nodes on one machine with {} cores (1-minute load \
-             average {} at the start, {} at the end). Reads: {} clients × {} s per phase over {} tagged manifests. \
+             average {} at the start, {} at the end). Reads: {} clients × {} s per phase over {} tagged manifests, \
+             the median of {} rounds. \
              Writes: {} clients × {} s. Large blobs: {} × {} MiB over {} streams. Failover: {} trials, a write every \
              {} ms with a {} ms deadline. {} The cluster formed in {:.1} s; the run took {:.0} s.\n",
             plan.nodes,
@@ -72,6 +73,7 @@ impl ClusterReport {
             plan.reads.concurrency,
             plan.reads.phase_secs,
             plan.reads.manifests,
+            plan.read_rounds,
             plan.writers,
             plan.write_secs,
             plan.large.blobs,
@@ -107,6 +109,14 @@ impl ClusterReport {
                 spread.ops_per_sec,
                 format_times(pair.scaling)
             );
+            if pair.leader_only_rounds.len() > 1 {
+                let _ = writeln!(
+                    out,
+                    "| {label}, ops/s of each round | {} | {} | |",
+                    format_rounds(&pair.leader_only_rounds),
+                    format_rounds(&pair.spread_rounds)
+                );
+            }
             let _ = writeln!(out, "| {label} p50, ms | {:.2} | {:.2} | |", leader.p50_ms, spread.p50_ms);
             let _ = writeln!(out, "| {label} p99, ms | {:.2} | {:.2} | |", leader.p99_ms, spread.p99_ms);
             let _ = writeln!(out, "| {label} failed requests | {} | {} | |", leader.errors, spread.errors);
@@ -250,6 +260,11 @@ impl ClusterReport {
     }
 }
 
+/// Each round's ops/s: `5605 / 4671 / 6020`.
+fn format_rounds(rounds: &[f64]) -> String {
+    rounds.iter().map(|ops| format!("{ops:.0}")).collect::<Vec<_>>().join(" / ")
+}
+
 /// `2.31×`, or a dash.
 fn format_times(value: Option<f64>) -> String {
     value.map_or_else(|| "—".to_owned(), |value| format!("{value:.2}×"))
@@ -364,6 +379,8 @@ mod tests {
                     kind: OpKind::ManifestGet,
                     leader_only: phase(OpKind::ManifestGet, 1000.0),
                     spread: phase(OpKind::ManifestGet, 2500.0),
+                    leader_only_rounds: vec![900.0, 1000.0, 1100.0],
+                    spread_rounds: vec![2500.0, 2400.0, 2600.0],
                     scaling: Some(2.5),
                 }],
             }),
@@ -409,6 +426,7 @@ mod tests {
             "## Flotilla cluster: 3 nodes on loopback",
             "with 2 cores",
             "| Manifest GET (by tag), ops/s | 1000 | 2500 | 2.50× |",
+            "| Manifest GET (by tag), ops/s of each round | 900 / 1000 / 1100 | 2500 / 2400 / 2600 | |",
             "| Manifest GET (by tag) scaling, spread ÷ leader only | 2.50× | ≥ 2× (met) |",
             "| Failed writes | 0 | 0 (met) |",
             "| Large-blob push, R = 3, MiB/s | 100.0 | |",
