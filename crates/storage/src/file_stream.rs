@@ -7,6 +7,7 @@
 //! buffer that is then handed on as [`Bytes`]: page cache → buffer → socket.
 
 use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -15,6 +16,18 @@ use crate::blob_store::ByteStream;
 
 /// Bytes per positioned read.
 pub const FILE_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Opens the file at `path` for [`stream_file`] and reads its size, both on
+/// the blocking pool.
+pub async fn open_with_size(path: PathBuf) -> io::Result<(std::fs::File, u64)> {
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(path)?;
+        let size = file.metadata()?.len();
+        Ok((file, size))
+    })
+    .await
+    .map_err(io::Error::other)?
+}
 
 /// Streams bytes `start..end` of `file` in chunks of at most
 /// [`FILE_CHUNK_BYTES`]. A file that ends before `end` (it shrank) ends the

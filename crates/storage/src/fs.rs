@@ -33,13 +33,10 @@ use std::time::SystemTime;
 use futures::StreamExt;
 
 use crate::blob_store::{stream_reader, BlobError, BlobStore, ByteStream};
-use crate::file_stream::stream_file;
+use crate::file_stream::{open_with_size, stream_file};
 use crate::write_behind::WriteBehindFile;
 use crate::{Algorithm, ByteRange, Digest, Hasher};
 
-/// Write buffer in front of a blob file: gathers small network chunks so each
-/// trip to the blocking pool writes a useful amount.
-pub(crate) const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 /// Hex characters of the digest that name the fan-out directory (256 per algorithm).
 const FAN_OUT_HEX_CHARS: usize = 2;
 const BLOBS_DIR: &str = "blobs";
@@ -330,14 +327,7 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<ByteStream, BlobError> {
-        let path = self.path_of(digest);
-        let opened = tokio::task::spawn_blocking(move || {
-            let file = std::fs::File::open(path)?;
-            let size = file.metadata()?.len();
-            Ok::<_, std::io::Error>((file, size))
-        })
-        .await
-        .map_err(std::io::Error::other)?;
+        let opened = open_with_size(self.path_of(digest)).await;
         let (file, size) = not_found_as_none(opened)?.ok_or(BlobError::NotFound)?;
         let Some(range) = range else {
             return Ok(stream_file(file, 0, size));

@@ -19,8 +19,9 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncWriteExt, BufWriter};
 
-use crate::fs::WRITE_BUFFER_BYTES;
-
+/// Write buffer in front of a blob file: gathers small network chunks so each
+/// trip to the blocking pool writes a useful amount.
+const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 /// Bytes written before their write-back is started.
 pub const WRITE_BEHIND_BYTES: u64 = 8 * 1024 * 1024;
 

@@ -31,7 +31,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use flotilla_raft::NodeId;
 use flotilla_storage::blob_store::{BlobError, BlobStore, ByteStream};
-use flotilla_storage::file_stream::stream_file;
+use flotilla_storage::file_stream::{open_with_size, stream_file};
 use flotilla_storage::fs::FsBlobStore;
 use flotilla_storage::{ByteRange, Digest};
 
@@ -270,8 +270,7 @@ impl BlobStore for ReplicatedBlobStore {
         let me = self.view.node_id();
         let remote: Vec<NodeId> = targets.nodes.iter().copied().filter(|node| *node != me).collect();
         // Open before the rename below: the open file stays readable afterwards.
-        let file = tokio::fs::File::open(path).await?.into_std().await;
-        let size = file.metadata()?.len();
+        let (file, size) = open_with_size(path.to_owned()).await?;
         let send = self.fan_out(digest, stream_file(file, 0, size), &remote);
         let mut fanout = if targets.nodes.contains(&me) {
             let (fanout, local) = tokio::join!(send, self.local.put_file(digest, path));
