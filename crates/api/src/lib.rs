@@ -3,7 +3,8 @@
 //! Flotilla's REST surfaces. One module per surface (`oci` for the OCI
 //! Distribution API on `/v2/`; the Artifactory, Apicurio, projects, images and
 //! token surfaces follow), the native cluster API in `cluster`, plus
-//! authentication and authorization in `auth`.
+//! authentication and authorization in `auth`, and `sendfile`, the
+//! connections that send stored files to HTTP/1 clients without copying them.
 //! Handlers are thin: they parse, authorize, make one service call on
 //! [`state::AppState`] and render the surface's own error format.
 //!
@@ -15,6 +16,7 @@ pub mod artifactory;
 pub mod auth;
 pub mod cluster;
 pub mod oci;
+pub mod sendfile;
 pub mod state;
 pub mod tasks;
 

@@ -7,10 +7,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
+use flotilla_api::sendfile::{self, SendfileListener};
 use flotilla_api::AppState;
 use flotilla_raft::network::service::raft_service;
 use flotilla_raft::network::tls::RpcTls;
@@ -32,13 +32,8 @@ pub async fn serve_http(
     uploads: Arc<UploadForwarder>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let app = router(state, metrics, uploads);
-    // Without TCP_NODELAY a small response waits on Nagle plus the peer's delayed ACK (~40 ms).
-    let listener = tokio::net::TcpListener::bind(addr).await?.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::warn!(%error, "cannot set TCP_NODELAY");
-        }
-    });
+    let listener = SendfileListener::new(tokio::net::TcpListener::bind(addr).await?, metrics.sendfile_bytes());
+    let app = router(state, metrics, uploads).into_make_service_with_connect_info::<sendfile::Sender>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     Ok(())
 }

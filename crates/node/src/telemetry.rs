@@ -3,6 +3,7 @@
 //! HTTP metrics are labelled by surface and route (a fixed set, never a
 //! repository name), method and status.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,11 +12,12 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use flotilla_raft::MetaClient;
@@ -67,6 +69,7 @@ pub struct Metrics {
     reclaimed_bytes: Counter,
     tasks: Family<TaskLabels, Counter>,
     task_duration: Family<TaskLabels, Histogram>,
+    sendfile_bytes: Arc<AtomicU64>,
     /// Repair, scrub and rebalancing on this node.
     pub maintenance: MaintenanceMetrics,
 }
@@ -143,6 +146,24 @@ impl MaintenanceMetrics {
     }
 }
 
+/// A counter kept by another crate as a plain atomic.
+#[derive(Debug)]
+struct SharedCounter(Arc<AtomicU64>);
+
+impl TypedMetric for SharedCounter {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for SharedCounter {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_counter::<NoLabelSet, _, u64>(&self.0.load(Ordering::Relaxed), None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TaskLabels {
     kind: &'static str,
@@ -190,6 +211,12 @@ impl Metrics {
         );
         registry.register("tasks", "Cluster tasks this node ran to an end, by kind and final state", tasks.clone());
         registry.register("task_duration_seconds", "How long cluster tasks ran on this node", task_duration.clone());
+        let sendfile_bytes = Arc::<AtomicU64>::default();
+        registry.register(
+            "http_sendfile_bytes",
+            "Response bytes sent straight from the page cache with sendfile (HTTP/1 blob downloads)",
+            SharedCounter(sendfile_bytes.clone()),
+        );
         let metrics = Metrics {
             requests,
             latency,
@@ -210,6 +237,7 @@ impl Metrics {
             reclaimed_bytes,
             tasks,
             task_duration,
+            sendfile_bytes,
             maintenance: MaintenanceMetrics::default(),
             registry,
         };
@@ -248,6 +276,11 @@ impl Metrics {
         }
         metrics.maintenance.register(&mut metrics.registry);
         Arc::new(metrics)
+    }
+
+    /// The counter the HTTP listener adds the bytes it sent with `sendfile` to.
+    pub fn sendfile_bytes(&self) -> Arc<AtomicU64> {
+        self.sendfile_bytes.clone()
     }
 
     /// Refreshes the Raft gauges from openraft's metrics.

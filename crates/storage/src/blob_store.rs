@@ -13,6 +13,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
+use crate::file_stream::FileRegion;
 use crate::{ByteRange, Digest};
 
 /// Bytes per chunk when a blob or a file is streamed out: large enough to keep
@@ -91,6 +92,15 @@ pub trait BlobStore: Send + Sync + 'static {
     /// cut at its last byte). `NotFound` if absent; `RangeNotSatisfiable` if
     /// `range.start >= size`.
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<ByteStream, BlobError>;
+
+    /// The local file holding the blob, or the inclusive `range` of it, for a
+    /// server that can send file bytes itself (`sendfile`); `None` when this
+    /// store has no local file for it (absent here, or not file-backed), and
+    /// the caller then uses [`BlobStore::read`]. `RangeNotSatisfiable` as for
+    /// `read`.
+    async fn open_region(&self, _digest: &Digest, _range: Option<ByteRange>) -> Result<Option<FileRegion>, BlobError> {
+        Ok(None)
+    }
 
     /// Stores `body`, verifying while streaming (never buffering it whole) that
     /// it hashes to `expected`; returns its size. Storing a present blob again

@@ -33,7 +33,7 @@ use std::time::SystemTime;
 use futures::StreamExt;
 
 use crate::blob_store::{stream_reader, BlobError, BlobStore, ByteStream};
-use crate::file_stream::{open_with_size, stream_file};
+use crate::file_stream::FileRegion;
 use crate::write_behind::WriteBehindFile;
 use crate::{Algorithm, ByteRange, Digest, Hasher};
 
@@ -327,15 +327,16 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<ByteStream, BlobError> {
-        let opened = open_with_size(self.path_of(digest)).await;
-        let (file, size) = not_found_as_none(opened)?.ok_or(BlobError::NotFound)?;
-        let Some(range) = range else {
-            return Ok(stream_file(file, 0, size));
-        };
-        if range.start >= size {
-            return Err(BlobError::RangeNotSatisfiable { size });
+        let region = self.open_region(digest, range).await?.ok_or(BlobError::NotFound)?;
+        Ok(region.into_stream())
+    }
+
+    async fn open_region(&self, digest: &Digest, range: Option<ByteRange>) -> Result<Option<FileRegion>, BlobError> {
+        match not_found_as_none(FileRegion::open(self.path_of(digest), range).await)? {
+            None => Ok(None),
+            Some(Ok(region)) => Ok(Some(region)),
+            Some(Err(size)) => Err(BlobError::RangeNotSatisfiable { size }),
         }
-        Ok(stream_file(file, range.start, range.end.min(size - 1) + 1))
     }
 
     async fn put(&self, expected: &Digest, body: ByteStream) -> Result<u64, BlobError> {
@@ -413,6 +414,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsBlobStore::open(dir.path().to_owned()).await.unwrap();
         test_suite::run_blob_store_suite(&store).await;
+    }
+
+    #[tokio::test]
+    async fn a_stored_blob_opens_as_a_region_of_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path().to_owned()).await.unwrap();
+        let data = test_suite::pattern(5000, 4);
+        let digest = Digest::sha256_of(&data);
+        store.put(&digest, body_of(data)).await.unwrap();
+
+        let whole = store.open_region(&digest, None).await.unwrap().expect("a local file");
+        let part = store.open_region(&digest, Some(ByteRange { start: 10, end: 99_999 })).await.unwrap().unwrap();
+
+        assert_eq!((whole.start, whole.end), (0, 5000));
+        assert_eq!((part.start, part.end), (10, 5000), "the end is cut at the file's end");
     }
 
     #[tokio::test]

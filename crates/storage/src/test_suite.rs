@@ -22,6 +22,7 @@ pub async fn run_blob_store_suite(store: &dyn BlobStore) {
     assert!(store.list().await.unwrap().is_empty(), "the suite needs an empty store");
     put_stat_read(store).await;
     ranges(store).await;
+    regions_hold_what_reads_stream(store).await;
     mismatch_and_broken_bodies_leave_nothing(store).await;
     idempotent_put_still_verifies(store).await;
     concurrent_puts_of_one_blob(store).await;
@@ -83,6 +84,27 @@ async fn ranges(store: &dyn BlobStore) {
     }
     let absent = Digest::sha256_of(b"absent");
     assert!(matches!(store.read(&absent, range(0, 1)).await, Err(BlobError::NotFound)));
+    store.delete(&digest).await.unwrap();
+}
+
+/// `open_region`, where a store offers one, holds exactly what `read` streams.
+async fn regions_hold_what_reads_stream(store: &dyn BlobStore) {
+    let data = pattern(3000, 9);
+    let digest = Digest::sha256_of(&data);
+    store.put(&digest, stream_of(&data, 700)).await.unwrap();
+    let absent = Digest::sha256_of(b"absent region");
+    assert!(store.open_region(&absent, None).await.unwrap().is_none(), "an absent blob has no region");
+    let ranges = [None, Some(ByteRange { start: 5, end: 2004 }), Some(ByteRange { start: 2990, end: 9000 })];
+    for range in ranges {
+        if let Some(region) = store.open_region(&digest, range).await.unwrap() {
+            let bytes = collect(region.into_stream()).await.unwrap();
+            assert_eq!(bytes, read_all(store, &digest, range).await, "region {range:?}");
+        }
+    }
+    if store.open_region(&digest, None).await.unwrap().is_some() {
+        let beyond = store.open_region(&digest, Some(ByteRange { start: 3000, end: 3001 })).await;
+        assert!(matches!(beyond, Err(BlobError::RangeNotSatisfiable { size: 3000 })));
+    }
     store.delete(&digest).await.unwrap();
 }
 

@@ -5,7 +5,8 @@ use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use flotilla_raft::Command;
-use flotilla_storage::Digest;
+use flotilla_storage::blob_store::BlobError;
+use flotilla_storage::{ByteRange, Digest};
 
 use super::access::authorize;
 use super::convert::{applied, blob_error, header_value};
@@ -14,6 +15,7 @@ use super::names::RepoName;
 use super::ranges::{parse_range, RangeRequest};
 use super::OciRequest;
 use crate::auth::Action;
+use crate::sendfile;
 use crate::state::AppState;
 
 /// Serves a blob linked in `repo`, whole or one byte range.
@@ -37,21 +39,32 @@ pub async fn get(state: &AppState, request: &OciRequest, repo: &RepoName, digest
             (StatusCode::PARTIAL_CONTENT, Some(byte_range), byte_range.len())
         }
         RangeRequest::Unsatisfiable => {
-            return Err(blob_error(
-                flotilla_storage::blob_store::BlobError::RangeNotSatisfiable { size },
-                OciErrorCode::BlobUnknown,
-            ));
+            return Err(blob_error(BlobError::RangeNotSatisfiable { size }, OciErrorCode::BlobUnknown));
         }
     };
     builder = builder.status(status).header(header::CONTENT_LENGTH, length);
     let body = if request.method == Method::HEAD {
         Body::empty()
     } else {
-        let stream =
-            state.blobs.read(digest, byte_range).await.map_err(|e| blob_error(e, OciErrorCode::BlobUnknown))?;
-        Body::from_stream(stream)
+        blob_body(state, request, digest, byte_range).await.map_err(|e| blob_error(e, OciErrorCode::BlobUnknown))?
     };
     builder.body(body).map_err(OciError::internal)
+}
+
+/// The blob's bytes: sent from this node's own file with `sendfile` when the
+/// connection can, streamed otherwise (from another node when none is here).
+async fn blob_body(
+    state: &AppState,
+    request: &OciRequest,
+    digest: &Digest,
+    range: Option<ByteRange>,
+) -> Result<Body, BlobError> {
+    if let Some(sender) = &request.sendfile {
+        if let Some(region) = state.blobs.open_region(digest, range).await? {
+            return Ok(sendfile::file_body(sender.clone(), region));
+        }
+    }
+    Ok(Body::from_stream(state.blobs.read(digest, range).await?))
 }
 
 /// The size of a blob linked in `repo`, 404 `BLOB_UNKNOWN` otherwise. Blobs

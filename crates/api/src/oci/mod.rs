@@ -19,12 +19,13 @@ pub mod tags;
 pub mod uploads;
 
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, Method, Uri, Version};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use axum::Router;
+use axum::{Extension, Router};
 
+use crate::sendfile::Sender;
 use crate::state::AppState;
 use error::{OciError, OciErrorCode, OciResult};
 use route::{OciRoute, RouteError};
@@ -44,6 +45,8 @@ pub struct OciRequest {
     pub method: Method,
     pub uri: Uri,
     pub headers: HeaderMap,
+    /// Set when the response can send stored files with `sendfile`.
+    pub sendfile: Option<Sender>,
 }
 
 impl OciRequest {
@@ -91,13 +94,22 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&decoded).into_owned()
 }
 
-async fn dispatch(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+async fn dispatch(
+    State(state): State<AppState>,
+    connection: Option<Extension<ConnectInfo<Sender>>>,
+    version: Version,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let rest = uri.path().strip_prefix("/v2").unwrap_or("").trim_start_matches('/');
     let route = match OciRoute::parse(rest) {
         Ok(route) => route,
         Err(error) => return route_error(error).into_response(),
     };
-    let request = OciRequest { method, uri, headers };
+    let sendfile = Sender::for_request(connection.as_ref().map(|info| &info.0 .0), version);
+    let request = OciRequest { method, uri, headers, sendfile };
     match handle(&state, route, request, body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),

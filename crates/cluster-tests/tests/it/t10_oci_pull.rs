@@ -77,6 +77,44 @@ fn existing_blob_head_and_get_return_digest_length_and_exact_bytes() {
     });
 }
 
+/// `flotilla_http_sendfile_bytes_total` of the sandbox's node.
+fn sendfile_bytes(sandbox: &Sandbox) -> anyhow::Result<u64> {
+    let metrics = sandbox.client().call(reqwest::Method::GET, "/metrics")?.expect_status(200)?;
+    let text = metrics.text();
+    let line = text.lines().find_map(|line| line.strip_prefix("flotilla_http_sendfile_bytes_total "));
+    let value = line.ok_or_else(|| anyhow::anyhow!("no flotilla_http_sendfile_bytes_total in {text}"))?;
+    Ok(value.trim().parse()?)
+}
+
+#[test]
+fn blob_gets_over_http1_are_sent_from_the_page_cache() {
+    run(|sandbox| {
+        let client = sandbox.client();
+        let name = repo("t10", "sendfile");
+        let bytes = random_bytes(3 * 1024 * 1024 + 7);
+        let digest = client.push_blob_monolithic(&name, &bytes)?;
+        let before = sendfile_bytes(sandbox)?;
+
+        let whole = client.get_blob(&name, &digest)?.expect_status(200)?;
+        let range = client.get_blob_range(&name, &digest, "bytes=1000-2099999")?.expect_status(206)?;
+
+        assert!(
+            whole.body == bytes,
+            "GET returned {} bytes that differ from the {} pushed",
+            whole.body.len(),
+            bytes.len()
+        );
+        assert!(range.body[..] == bytes[1000..2_100_000], "the range differs");
+        let sent = sendfile_bytes(sandbox)? - before;
+        // Other tests share the node, so the counter can only have grown more.
+        ensure!(
+            sent >= (bytes.len() + range.body.len()) as u64,
+            "only {sent} bytes went out with sendfile (a kernel without cachestat(2), before Linux 6.5, sends none)"
+        );
+        Ok(())
+    });
+}
+
 #[test]
 fn manifests_by_digest_and_tag_head_and_get() {
     run(|sandbox| {

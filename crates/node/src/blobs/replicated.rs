@@ -31,7 +31,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use flotilla_raft::NodeId;
 use flotilla_storage::blob_store::{BlobError, BlobStore, ByteStream};
-use flotilla_storage::file_stream::{open_with_size, stream_file};
+use flotilla_storage::file_stream::{open_with_size, stream_file, FileRegion};
 use flotilla_storage::fs::FsBlobStore;
 use flotilla_storage::{ByteRange, Digest};
 
@@ -249,6 +249,11 @@ impl BlobStore for ReplicatedBlobStore {
             None => None,
         };
         self.peers.get(&self.rpc_addr(node)?, digest, range).await
+    }
+
+    /// This node's own copy only: a blob held elsewhere is streamed by `read`.
+    async fn open_region(&self, digest: &Digest, range: Option<ByteRange>) -> Result<Option<FileRegion>, BlobError> {
+        self.local.open_region(digest, range).await
     }
 
     async fn put(&self, expected: &Digest, body: ByteStream) -> Result<u64, BlobError> {
