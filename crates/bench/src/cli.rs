@@ -8,10 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::cluster::cli::ClusterArgs;
-use crate::content::MIB;
-
-/// One gibibyte.
-const GIB: u64 = 1 << 30;
+use crate::content::{GIB, MIB};
+use crate::cpu_limit::parse_cores;
 
 /// Full-run and `--quick` defaults.
 const LARGE_BLOBS: (u64, u64) = (8, 4);
@@ -100,6 +98,13 @@ pub struct Args {
     /// Skip the huge-blob peak-RSS measurement.
     #[arg(long)]
     pub skip_huge: bool,
+    /// Limit each registry to this many cores (a cgroup each with a CPU
+    /// quota; needs root); the client is not limited. Each registry then
+    /// serves from a CPU budget of its own, as on a machine of its own,
+    /// instead of competing with the client for the same cores
+    /// [default: unlimited].
+    #[arg(long, value_parser = parse_cores)]
+    pub registry_cpus: Option<f64>,
 }
 
 /// Flags of every mode: the binary, the disk, logging, output, content and patience.
@@ -179,6 +184,8 @@ pub struct Plan {
     /// `None` when the huge-blob measurement is skipped.
     pub huge_bytes: Option<u64>,
     pub quiet_logs: bool,
+    /// Cores each registry may use, when limited.
+    pub registry_cpus: Option<f64>,
     #[serde(skip)]
     pub json: bool,
     pub seed: u64,
@@ -222,6 +229,7 @@ impl From<Args> for Plan {
             probe_bytes: pick(args.probe_mib, PROBE_MIB) * MIB,
             huge_bytes: (!args.skip_huge).then(|| pick(args.huge_gib, HUGE_BLOB_GIB) * GIB),
             quiet_logs: args.common.quiet_logs,
+            registry_cpus: args.registry_cpus,
             json: args.common.json,
             seed: args.common.seed,
             ready_timeout_secs: args.common.ready_timeout_secs,

@@ -11,7 +11,7 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LEN
 use reqwest::{Body, Method, Response, StatusCode};
 use sha2::{Digest as _, Sha256};
 
-use crate::content::{sha256_digest, BlobSpec, MIB};
+use crate::content::{sha256_digest, BlobSpec, ContentCheck, MIB};
 
 /// Media type of the manifests the benchmark pushes and asks for.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -23,6 +23,48 @@ pub const SMALL_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const SLOWEST_TRANSFER_MIB_PER_SEC: u64 = 5;
 /// Most characters of an error response body quoted in an error.
 const ERROR_BODY_CHARS: usize = 300;
+
+/// How a pulled blob is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullCheck {
+    /// Every byte hashed with SHA-256 and the digest compared, as docker,
+    /// skopeo and oras do.
+    Digest,
+    /// Every byte compared with the generated content ([`ContentCheck`]):
+    /// as exact, at a fraction of the client's CPU.
+    Content,
+}
+
+/// Chunks of a pulled blob received but not yet checked, at most.
+const CHECK_QUEUE_CHUNKS: usize = 64;
+
+/// Checks the chunks of `blob` from `queue` as `check` says, until the queue closes.
+fn check_chunks(
+    blob: &BlobSpec,
+    check: PullCheck,
+    mut queue: tokio::sync::mpsc::Receiver<Bytes>,
+) -> anyhow::Result<()> {
+    match check {
+        PullCheck::Digest => {
+            let mut hasher = Sha256::new();
+            while let Some(chunk) = queue.blocking_recv() {
+                hasher.update(&chunk);
+            }
+            let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+            ensure!(digest == blob.digest, "content digest {digest} instead of {}", blob.digest);
+        }
+        PullCheck::Content => {
+            let mut content = ContentCheck::new(blob);
+            let mut checked = 0u64;
+            while let Some(chunk) = queue.blocking_recv() {
+                ensure!(content.matches(&chunk), "a byte at or after offset {checked} differs from the content");
+                checked += chunk.len() as u64;
+            }
+            ensure!(content.is_complete(), "the content ends after {checked} bytes");
+        }
+    }
+    Ok(())
+}
 
 /// A registry at `base` (`http://127.0.0.1:<port>`).
 #[derive(Clone)]
@@ -131,8 +173,8 @@ impl RegistryClient {
         Ok(line.rsplit(' ').next().unwrap_or_default().parse()?)
     }
 
-    /// Streams `blob` back and checks its size and digest.
-    pub async fn pull_blob(&self, repo: &str, blob: &BlobSpec) -> anyhow::Result<()> {
+    /// Streams `blob` back and checks it as `check` says.
+    pub async fn pull_blob(&self, repo: &str, blob: &BlobSpec, check: PullCheck) -> anyhow::Result<()> {
         let url = self.url(&format!("/v2/{repo}/blobs/{}", blob.digest));
         let response = self
             .http
@@ -143,18 +185,26 @@ impl RegistryClient {
             .with_context(|| format!("GET {url}"))?;
         let response = expect_status(response, StatusCode::OK, "GET blob").await?;
         let mut body = response.bytes_stream();
-        let mut hasher = Sha256::new();
+        // Checked on a thread of its own while the next bytes arrive, as a
+        // client that hashes in a separate goroutine or thread does.
+        let (chunks, queue) = tokio::sync::mpsc::channel(CHECK_QUEUE_CHUNKS);
+        let checked = blob.clone();
+        let checker = tokio::task::spawn_blocking(move || check_chunks(&checked, check, queue));
         let mut received = 0u64;
+        let mut checker_gave_up = false;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.with_context(|| format!("reading {url}"))?;
             received += chunk.len() as u64;
             ensure!(received <= blob.size, "{url}: more than the {} bytes pushed", blob.size);
-            hasher.update(&chunk);
+            if chunks.send(chunk).await.is_err() {
+                checker_gave_up = true; // Its error says why.
+                break;
+            }
         }
-        ensure!(received == blob.size, "{url}: {received} bytes instead of {}", blob.size);
-        let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
-        ensure!(digest == blob.digest, "{url}: content digest {digest} instead of {}", blob.digest);
-        Ok(())
+        drop(chunks);
+        let verdict = checker.await?;
+        ensure!(checker_gave_up || received == blob.size, "{url}: {received} bytes instead of {}", blob.size);
+        verdict.with_context(|| format!("checking {url}"))
     }
 
     /// `PUT` an OCI image manifest under `tag`.

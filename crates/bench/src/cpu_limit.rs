@@ -1,21 +1,22 @@
-//! `--node-cpus`: every node process in a cgroup of its own with a CPU
-//! quota, as if each node had a small machine to itself.
+//! A process in a cgroup of its own with a CPU quota, as if it had a small
+//! machine to itself: `flotilla-bench cluster --node-cpus` (every node) and
+//! `flotilla-bench --registry-cpus` (each registry).
 //!
-//! On one host every node, and the client, share the same cores, so spreading
-//! reads over the nodes cannot add capacity however well followers serve
-//! them. With a quota of `F` cores per node, a phase that sends everything to
-//! the leader is bound by the leader's `F` cores while a spread phase may use
-//! `nodes × F`: what separate machines would show, provided the host has
-//! `nodes × F` cores plus the client's share to give. The network between the
-//! nodes is still loopback.
+//! On one host every process shares the same cores. A cluster's nodes then
+//! cannot add capacity however well followers serve reads; a registry and the
+//! client that measures it compete, so a registry that needs less CPU per
+//! byte leaves more to the client rather than serving more. With a quota of
+//! `F` cores per process, each is bound by its own `F` cores: what separate
+//! machines would show, provided the host has the cores to give. The network
+//! is still loopback.
 //!
 //! The quota is enforced by the kernel's CFS bandwidth control with a short
-//! period ([`PERIOD_US`]), so a node is throttled in slices of milliseconds,
-//! not in the default 100 ms ones that would stall heartbeats. Both cgroup v2
-//! (`cpu.max`) and v1 (the `cpu` hierarchy's `cpu.cfs_quota_us`) are
-//! supported; creating a cgroup needs root. Each node joins its cgroup before
-//! it execs, so it sizes its thread pools to its quota from the start, as on
-//! a machine (or in a container) of that size.
+//! period ([`PERIOD_US`]), so a process is throttled in slices of
+//! milliseconds, not in the default 100 ms ones that would stall heartbeats.
+//! Both cgroup v2 (`cpu.max`) and v1 (the `cpu` hierarchy's
+//! `cpu.cfs_quota_us`) are supported; creating a cgroup needs root. The
+//! process joins its cgroup before it execs, so it sizes its thread pools to
+//! its quota from the start, as on a machine (or in a container) of that size.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStringExt;
@@ -25,45 +26,45 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-/// The CFS period of every node's quota, µs.
+/// The CFS period of every quota, µs.
 const PERIOD_US: u64 = 10_000;
 /// The smallest quota the kernel accepts, µs.
 const MIN_QUOTA_US: u64 = 1_000;
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
-/// One node's cgroup; removed when dropped (after its process has exited).
+/// One process's cgroup; removed when dropped (after the process has exited).
 #[derive(Debug)]
-pub struct NodeCgroup {
+pub struct CpuCgroup {
     dir: PathBuf,
 }
 
-impl NodeCgroup {
+impl CpuCgroup {
     /// Creates the cgroup `name` limited to `cores` cores.
-    pub fn create(name: &str, cores: f64) -> anyhow::Result<NodeCgroup> {
+    pub fn create(name: &str, cores: f64) -> anyhow::Result<CpuCgroup> {
         let quota_us = quota_us(cores)?;
         let root = Path::new(CGROUP_ROOT);
         let group = if root.join("cgroup.controllers").is_file() {
             // v2: the cpu controller must be enabled for the root's children.
             let controllers = std::fs::read_to_string(root.join("cgroup.controllers"))?;
             if !controllers.split_whitespace().any(|controller| controller == "cpu") {
-                bail!("cgroup v2 without the cpu controller: --node-cpus cannot limit the nodes");
+                bail!("cgroup v2 without the cpu controller: cannot limit CPU");
             }
             let _ = std::fs::write(root.join("cgroup.subtree_control"), "+cpu");
-            let group = NodeCgroup::make(root.join(name))?;
+            let group = CpuCgroup::make(root.join(name))?;
             group.write("cpu.max", &format!("{quota_us} {PERIOD_US}"))?;
             group
         } else if root.join("cpu/cpu.cfs_quota_us").is_file() {
-            let group = NodeCgroup::make(root.join("cpu").join(name))?;
+            let group = CpuCgroup::make(root.join("cpu").join(name))?;
             group.write("cpu.cfs_period_us", &PERIOD_US.to_string())?;
             group.write("cpu.cfs_quota_us", &quota_us.to_string())?;
             group
         } else {
-            bail!("no cgroup cpu controller under {CGROUP_ROOT}: --node-cpus cannot limit the nodes");
+            bail!("no cgroup cpu controller under {CGROUP_ROOT}: cannot limit CPU");
         };
         Ok(group)
     }
 
-    /// Has `command`'s child join the cgroup before it execs, so the node
+    /// Has `command`'s child join the cgroup before it execs, so the process
     /// starts inside its quota and sizes its thread pools to it (Rust's
     /// `available_parallelism`, hence tokio's worker count, reads the cgroup
     /// quota), as a process on a machine of that size would.
@@ -90,10 +91,10 @@ impl NodeCgroup {
         Ok(())
     }
 
-    fn make(dir: PathBuf) -> anyhow::Result<NodeCgroup> {
+    fn make(dir: PathBuf) -> anyhow::Result<CpuCgroup> {
         std::fs::create_dir_all(&dir)
-            .with_context(|| format!("creating the cgroup {} (--node-cpus needs root)", dir.display()))?;
-        Ok(NodeCgroup { dir })
+            .with_context(|| format!("creating the cgroup {} (limiting CPU needs root)", dir.display()))?;
+        Ok(CpuCgroup { dir })
     }
 
     fn write(&self, file: &str, value: &str) -> anyhow::Result<()> {
@@ -102,22 +103,30 @@ impl NodeCgroup {
     }
 }
 
-impl Drop for NodeCgroup {
+impl Drop for CpuCgroup {
     fn drop(&mut self) {
         // Fails while a process is still inside; the cgroup is then left behind, empty once it exits.
         let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
+/// Parses a CPU-limit flag: cores per process, from 0.1 up.
+pub fn parse_cores(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(cores) if (0.1..=1024.0).contains(&cores) => Ok(cores),
+        _ => Err(format!("{value:?}: cores per process, from 0.1 up")),
+    }
+}
+
 /// The quota per [`PERIOD_US`] for `cores` cores.
 fn quota_us(cores: f64) -> anyhow::Result<u64> {
     if !(cores.is_finite() && cores > 0.0) {
-        bail!("--node-cpus must be a positive number of cores, not {cores}");
+        bail!("a CPU limit must be a positive number of cores, not {cores}");
     }
     let quota = (cores * PERIOD_US as f64).round() as u64;
     if quota < MIN_QUOTA_US {
         bail!(
-            "--node-cpus {cores} is below the smallest quota the kernel takes ({} cores)",
+            "{cores} cores is below the smallest quota the kernel takes ({} cores)",
             MIN_QUOTA_US as f64 / PERIOD_US as f64
         );
     }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 
 use crate::cli::{Plan, Target};
+use crate::cpu_limit::CpuCgroup;
 
 /// The account both registries are sent (docker-registry ignores it).
 pub const ADMIN_USER: &str = "admin";
@@ -31,6 +32,9 @@ pub struct RunningRegistry {
     pub base_url: String,
     log_path: PathBuf,
     child: Child,
+    /// With `--registry-cpus`: the cgroup the process runs in; removed after
+    /// the process (fields drop after `Drop::drop` killed it).
+    _cgroup: Option<CpuCgroup>,
 }
 
 impl RunningRegistry {
@@ -46,12 +50,16 @@ impl RunningRegistry {
             Target::Flotilla => flotilla_command(plan, &data_dir, ports),
             Target::DockerRegistry => docker_registry_command(plan, &dir, &data_dir, http_port)?,
         };
+        let cgroup = match plan.registry_cpus {
+            Some(cores) => Some(limit_cpu(&mut command, target, cores)?),
+            None => None,
+        };
         let log = File::create(&log_path)?;
         command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         die_with_parent(&mut command);
         let child = command.spawn().with_context(|| format!("starting {command:?}"))?;
-        let mut registry =
-            RunningRegistry { target, base_url: format!("http://127.0.0.1:{http_port}"), log_path, child };
+        let base_url = format!("http://127.0.0.1:{http_port}");
+        let mut registry = RunningRegistry { target, base_url, log_path, child, _cgroup: cgroup };
         registry.wait_ready(plan.ready_timeout()).await?;
         Ok(registry)
     }
@@ -91,6 +99,21 @@ impl Drop for RunningRegistry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Puts the process `command` starts in a cgroup of its own limited to
+/// `cores`. Flotilla sizes its runtime from the quota by itself (Rust's
+/// `available_parallelism` reads it); Go before 1.25 does not, so
+/// docker-registry is told with `GOMAXPROCS`, as its operators would in a
+/// container of that size.
+fn limit_cpu(command: &mut Command, target: Target, cores: f64) -> anyhow::Result<CpuCgroup> {
+    let cgroup = CpuCgroup::create(&format!("flotilla-bench-{}-{}", std::process::id(), target.name()), cores)
+        .with_context(|| format!("limiting {} to {cores} cores", target.name()))?;
+    cgroup.join_on_exec(command)?;
+    if target == Target::DockerRegistry {
+        command.env("GOMAXPROCS", (cores.ceil() as u64).max(1).to_string());
+    }
+    Ok(cgroup)
 }
 
 /// Fails early, with the fix, when `target`'s binary is missing.

@@ -33,7 +33,10 @@ pub struct MachineLoad {
 pub struct RegistryResult {
     pub target: Target,
     pub push: Rounds,
+    /// Pulls with each digest verified by the client.
     pub pull: Rounds,
+    /// Pulls with the bytes compared to the content (cheaper for the client).
+    pub pull_compared: Rounds,
     pub phases: Vec<PhaseResult>,
     pub huge: Option<HugeResult>,
     /// Large-blob push MiB/s ÷ min(disk, sha256) MiB/s.
@@ -85,7 +88,7 @@ impl Report {
             "Loopback, one client. Large blobs: {} rounds of {} × {} MiB over {} streams, the registries taking \
              turns. Small operations: {} clients × {} s per \
              phase over {} blobs of {} B and {} tagged manifests. Ratio = Flotilla ÷ docker-registry (higher is \
-             better for rates, lower for latency and memory).\n",
+             better for rates, lower for latency, memory and CPU per GiB).\n",
             plan.large.rounds,
             plan.large.blobs,
             plan.large.blob_bytes / MIB,
@@ -96,6 +99,12 @@ impl Report {
             plan.ops.small_blob_bytes,
             plan.ops.manifests,
         );
+        if let Some(cores) = plan.registry_cpus {
+            let _ = writeln!(
+                out,
+                "Each registry is limited to {cores} cores (a cgroup CPU quota each); the client is not.\n"
+            );
+        }
     }
 
     fn write_comparison(&self, out: &mut String) {
@@ -137,6 +146,17 @@ impl Report {
             Row::new("Large-blob pull (digest verified), MiB/s (median round)", 1, |r| Some(r.pull.median_mib_s)),
             Row::new("Large-blob pull, slowest round", 1, |r| Some(r.pull.slowest_mib_s)),
             Row::new("Large-blob pull, fastest round", 1, |r| Some(r.pull.fastest_mib_s)),
+            Row::new("Large-blob pull (bytes compared), MiB/s (median round)", 1, |r| {
+                Some(r.pull_compared.median_mib_s)
+            }),
+            Row::new("Large-blob pull (bytes compared), slowest round", 1, |r| Some(r.pull_compared.slowest_mib_s)),
+            Row::new("Large-blob pull (bytes compared), fastest round", 1, |r| Some(r.pull_compared.fastest_mib_s)),
+            Row::new("Registry CPU per GiB pulled (digest verified), core-seconds", 2, |r| {
+                r.pull.median_registry_cpu_per_gib
+            }),
+            Row::new("Registry CPU per GiB pulled (bytes compared), core-seconds", 2, |r| {
+                r.pull_compared.median_registry_cpu_per_gib
+            }),
         ];
         for kind in OpKind::ALL {
             rows.push(Row::new(format!("{}, ops/s", kind.label()), 0, move |r| r.phase(kind).map(|p| p.ops_per_sec)));

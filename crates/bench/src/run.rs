@@ -15,7 +15,7 @@ use anyhow::Context;
 use tempfile::TempDir;
 
 use crate::cli::Plan;
-use crate::client::RegistryClient;
+use crate::client::{PullCheck, RegistryClient};
 use crate::content::{BlobSpec, MIB};
 use crate::large::{self, HugeResult, Rounds, Throughput};
 use crate::limits::{self, Limits};
@@ -80,18 +80,19 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
             None => None,
         });
     }
-    let (pushes, pulls) = measure_large_rounds(&contenders, plan).await?;
+    let large = measure_large_rounds(&contenders, plan).await?;
     let mut results = Vec::new();
-    for (index, contender) in contenders.iter().enumerate() {
+    for ((contender, large), huge) in contenders.iter().zip(large).zip(huge) {
         let phases = contender.blame(measure_small_ops(&contender.client, plan, contender.name()).await)?;
-        let push = Rounds::of(pushes[index].clone());
+        let push = Rounds::of(large.pushes);
         results.push(RegistryResult {
             target: contender.registry.target,
             ingest_efficiency: push.median_mib_s / limits.ingest_ceiling_mib_s(),
             push,
-            pull: Rounds::of(pulls[index].clone()),
+            pull: Rounds::of(large.pulls),
+            pull_compared: Rounds::of(large.compared_pulls),
             phases,
-            huge: huge[index].take(),
+            huge,
         });
     }
     drop(contenders);
@@ -101,13 +102,19 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     Ok(Report { plan: plan.clone(), limits, machine, results })
 }
 
-/// Every round's large-blob push and pull throughput, per contender (same order).
-async fn measure_large_rounds(
-    contenders: &[Contender],
-    plan: &Plan,
-) -> anyhow::Result<(Vec<Vec<Throughput>>, Vec<Vec<Throughput>>)> {
-    let mut pushes = vec![Vec::new(); contenders.len()];
-    let mut pulls = vec![Vec::new(); contenders.len()];
+/// One contender's large-blob throughput, round by round.
+#[derive(Default)]
+struct LargeRounds {
+    pushes: Vec<Throughput>,
+    /// Pulls with the digest verified.
+    pulls: Vec<Throughput>,
+    /// Pulls with the bytes compared to the content.
+    compared_pulls: Vec<Throughput>,
+}
+
+/// Every round's large-blob throughput, per contender (same order).
+async fn measure_large_rounds(contenders: &[Contender], plan: &Plan) -> anyhow::Result<Vec<LargeRounds>> {
+    let mut results: Vec<LargeRounds> = contenders.iter().map(|_| LargeRounds::default()).collect();
     for round in 0..plan.large.rounds {
         progress(format!("round {}/{}: computing digests of new content", round + 1, plan.large.rounds));
         let seed = plan.seed + round * LARGE_ROUND_SEED_STRIDE;
@@ -116,27 +123,37 @@ async fn measure_large_rounds(
             // Who goes first rotates, so neither always meets the disk fresh.
             let index = (turn + round as usize) % contenders.len();
             let contender = &contenders[index];
-            let (push, pull) = contender.blame(push_then_pull(contender, plan, &blobs).await)?;
-            pushes[index].push(push);
-            pulls[index].push(pull);
+            contender.blame(push_then_pull(contender, plan, &blobs, &mut results[index]).await)?;
         }
     }
-    Ok((pushes, pulls))
+    Ok(results)
 }
 
+/// Pushes `blobs`, pulls them verifying digests, then pulls them comparing bytes.
 async fn push_then_pull(
     contender: &Contender,
     plan: &Plan,
     blobs: &[BlobSpec],
-) -> anyhow::Result<(Throughput, Throughput)> {
-    let name = contender.name();
+    results: &mut LargeRounds,
+) -> anyhow::Result<()> {
+    let (name, client, streams) = (contender.name(), &contender.client, plan.large.streams);
+    let pid = contender.registry.pid();
     flush_page_cache_writes();
     progress(format!("[{name}] pushing {} × {} MiB", blobs.len(), plan.large.blob_bytes / MIB));
-    let push = large::push_all(&contender.client, LARGE_REPO, blobs, plan.large.streams).await?;
+    let push = large::with_registry_cpu(pid, large::push_all(client, LARGE_REPO, blobs, streams)).await?;
     progress(format!("[{name}]   push {:.1} MiB/s; pulling", push.mib_s));
-    let pull = large::pull_all(&contender.client, LARGE_REPO, blobs, plan.large.streams).await?;
-    progress(format!("[{name}]   pull {:.1} MiB/s", pull.mib_s));
-    Ok((push, pull))
+    let pull = large::pull_all(client, LARGE_REPO, blobs, streams, PullCheck::Digest);
+    let pull = large::with_registry_cpu(pid, pull).await?;
+    let compared = large::pull_all(client, LARGE_REPO, blobs, streams, PullCheck::Content);
+    let compared = large::with_registry_cpu(pid, compared).await?;
+    progress(format!(
+        "[{name}]   pull {:.1} MiB/s (digest verified), {:.1} MiB/s (bytes compared)",
+        pull.mib_s, compared.mib_s
+    ));
+    results.pushes.push(push);
+    results.pulls.push(pull);
+    results.compared_pulls.push(compared);
+    Ok(())
 }
 
 /// A fresh work dir named `prefix…` under `parent` (default: the system temp dir).

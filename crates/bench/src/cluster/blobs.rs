@@ -14,7 +14,6 @@ use super::stats::ratio;
 use crate::client::RegistryClient;
 use crate::content::BlobSpec;
 use crate::large::Throughput;
-use crate::limits::mib_per_sec;
 
 /// The push and what it is compared with.
 #[derive(Debug, Clone, Serialize)]
@@ -53,7 +52,7 @@ pub async fn measure(
         .await?;
     let seconds = started.elapsed().as_secs_f64();
     let bytes = blobs.iter().map(|blob| blob.size).sum();
-    let push = Throughput { bytes, seconds, mib_s: mib_per_sec(bytes, seconds) };
+    let push = Throughput::new(bytes, seconds);
     let disk_share_mib_s = disk_share(disk_mib_s, replicas);
     Ok(BlobsResult { push, replicas, disk_share_mib_s, ratio: ratio(push.mib_s, disk_share_mib_s) })
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::cli::{default_flotilla_bin, CommonArgs, LargePlan, OpsPlan};
 use crate::content::MIB;
+use crate::cpu_limit::parse_cores;
 
 /// Full-run and `--quick` defaults.
 const OP_PHASE_SECS: (u64, u64) = (10, 3);
@@ -239,13 +240,6 @@ fn parse_nodes(value: &str) -> Result<u64, String> {
     match value.parse::<u64>() {
         Ok(nodes @ (3 | 5)) => Ok(nodes),
         _ => Err(format!("{value:?}: a cluster benchmark runs 3 or 5 nodes")),
-    }
-}
-
-fn parse_cores(value: &str) -> Result<f64, String> {
-    match value.parse::<f64>() {
-        Ok(cores) if (0.1..=1024.0).contains(&cores) => Ok(cores),
-        _ => Err(format!("{value:?}: cores per node, from 0.1 up")),
     }
 }
 

@@ -23,7 +23,6 @@
 
 pub mod blobs;
 pub mod cli;
-pub mod cpu_limit;
 pub mod failover;
 pub mod fill;
 pub mod gc;

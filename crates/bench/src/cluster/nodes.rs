@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 
-use super::cpu_limit::NodeCgroup;
 use super::state::Admin;
+use crate::cpu_limit::CpuCgroup;
 use crate::registry::{die_with_parent, read_tail, ADMIN_PASSWORD};
 
 /// Pause between readiness probes.
@@ -45,7 +45,7 @@ pub struct ClusterNode {
     args: Vec<OsString>,
     child: Option<Child>,
     /// With `--node-cpus`: the cgroup every run of this node is put in.
-    cgroup: Option<NodeCgroup>,
+    cgroup: Option<CpuCgroup>,
 }
 
 impl ClusterNode {
@@ -116,9 +116,7 @@ impl LocalCluster {
         let mut args = serve_args(id, &data_dir, addrs, self.voters, join);
         args.extend(self.launch.extra_args.iter().cloned());
         let cgroup = match self.launch.cpus {
-            Some(cores) => {
-                Some(NodeCgroup::create(&format!("flotilla-bench-{}-node-{id}", std::process::id()), cores)?)
-            }
+            Some(cores) => Some(CpuCgroup::create(&format!("flotilla-bench-{}-node-{id}", std::process::id()), cores)?),
             None => None,
         };
         self.nodes.push(ClusterNode {

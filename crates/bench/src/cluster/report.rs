@@ -386,7 +386,7 @@ mod tests {
             }),
             writes: Some(writes.into_stats(1.0)),
             blobs: Some(BlobsResult {
-                push: Throughput { bytes: 100 * MIB, seconds: 1.0, mib_s: 100.0 },
+                push: Throughput::new(100 * MIB, 1.0),
                 replicas: 3,
                 disk_share_mib_s: 100.0,
                 ratio: Some(1.0),
