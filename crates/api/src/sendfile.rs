@@ -9,7 +9,7 @@
 //! its connection's `poll_write_vectored` (it queues chunks rather than
 //! copying them when the connection writes vectored, as this one does). So a
 //! [`file_body`] yields, for each chunk of the file whose pages are in the
-//! page cache, a *placeholder*: a slice of [`PLACEHOLDER`], a static buffer
+//! page cache, a *placeholder*: a slice of `PLACEHOLDER`, a static buffer
 //! nothing else uses, and queues on its connection which file bytes the
 //! placeholder stands for. The connection, a [`SendfileStream`], recognises
 //! placeholder slices by their address and sends the queued file bytes in
