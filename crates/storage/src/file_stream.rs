@@ -46,19 +46,6 @@ pub struct FileRegion {
 }
 
 impl FileRegion {
-    /// Opens `path` (on the blocking pool) and takes the inclusive `range` of
-    /// it, an end past the file cut at its last byte; the whole file without
-    /// one. `RangeNotSatisfiable` (as `Err(Some(size))`) when the range starts
-    /// at or past the end.
-    pub async fn open(path: PathBuf, range: Option<crate::ByteRange>) -> io::Result<Result<FileRegion, u64>> {
-        let (file, size) = open_with_size(path).await?;
-        Ok(match range {
-            None => Ok(FileRegion { file, start: 0, end: size }),
-            Some(range) if range.start >= size => Err(size),
-            Some(range) => Ok(FileRegion { file, start: range.start, end: range.end.min(size - 1) + 1 }),
-        })
-    }
-
     /// The region's bytes as a stream read through the blocking pool.
     pub fn into_stream(self) -> ByteStream {
         stream_file(self.file, self.start, self.end)

@@ -33,7 +33,7 @@ use std::time::SystemTime;
 use futures::StreamExt;
 
 use crate::blob_store::{stream_reader, BlobError, BlobStore, ByteStream};
-use crate::file_stream::FileRegion;
+use crate::file_stream::{open_with_size, FileRegion};
 use crate::write_behind::WriteBehindFile;
 use crate::{Algorithm, ByteRange, Digest, Hasher};
 
@@ -332,11 +332,15 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn open_region(&self, digest: &Digest, range: Option<ByteRange>) -> Result<Option<FileRegion>, BlobError> {
-        match not_found_as_none(FileRegion::open(self.path_of(digest), range).await)? {
-            None => Ok(None),
-            Some(Ok(region)) => Ok(Some(region)),
-            Some(Err(size)) => Err(BlobError::RangeNotSatisfiable { size }),
-        }
+        let Some((file, size)) = not_found_as_none(open_with_size(self.path_of(digest)).await)? else {
+            return Ok(None);
+        };
+        let (start, end) = match range {
+            None => (0, size),
+            Some(range) if range.start >= size => return Err(BlobError::RangeNotSatisfiable { size }),
+            Some(range) => (range.start, range.end.min(size - 1) + 1),
+        };
+        Ok(Some(FileRegion { file, start, end }))
     }
 
     async fn put(&self, expected: &Digest, body: ByteStream) -> Result<u64, BlobError> {

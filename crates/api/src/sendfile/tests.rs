@@ -238,28 +238,27 @@ async fn a_placeholder_with_no_file_queued_is_an_error_not_zeros() {
     assert!(error.to_string().contains("no file queued"), "{error}");
 }
 
-#[tokio::test]
-async fn a_placeholder_out_of_step_with_its_file_is_an_error() {
+/// Writes `placeholder` to a [`stream_pair`] server with 10 bytes at
+/// `offset` of a 100-byte file queued; the write's error.
+async fn write_with_ten_bytes_queued_at(offset: u64, placeholder: &[u8]) -> io::Error {
     let dir = tempfile::tempdir().unwrap();
     let path = file_with(&dir, &content(100));
     let (mut server, _client) = stream_pair().await;
     let file = Arc::new(std::fs::File::open(path).unwrap());
-    server.sender.queue.lock().push_back(Segment { file, offset: 0, len: 10, sent: 0 });
+    server.sender.queue.lock().push_back(Segment { file, offset, len: 10, sent: 0 });
+    server.write_all(placeholder).await.unwrap_err()
+}
 
-    let error = server.write_all(&PLACEHOLDER[5..10]).await.unwrap_err();
+#[tokio::test]
+async fn a_placeholder_out_of_step_with_its_file_is_an_error() {
+    let error = write_with_ten_bytes_queued_at(0, &PLACEHOLDER[5..10]).await;
 
     assert!(error.to_string().contains("out of step"), "{error}");
 }
 
 #[tokio::test]
 async fn a_queued_range_past_the_end_of_its_file_is_unexpected_eof() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = file_with(&dir, &content(100));
-    let (mut server, _client) = stream_pair().await;
-    let file = Arc::new(std::fs::File::open(path).unwrap());
-    server.sender.queue.lock().push_back(Segment { file, offset: 100, len: 10, sent: 0 });
-
-    let error = server.write_all(&PLACEHOLDER[..10]).await.unwrap_err();
+    let error = write_with_ten_bytes_queued_at(100, &PLACEHOLDER[..10]).await;
 
     assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
 }
