@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Keeps the crate arrows pointing one way (storage → raft → api → node):
-# storage never imports openraft, tonic, axum or foca; raft never imports axum;
-# api never names openraft, tonic or RocksDB.
+# Keeps the crate arrows pointing one way (storage → model → raft → api → node):
+# storage never imports openraft, tonic, axum or foca; model (the replicated
+# data model and its pure apply) never imports an async runtime, consensus or
+# transport; raft never imports axum; api never names openraft, tonic or RocksDB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 status=0
@@ -15,6 +16,7 @@ forbid() { # crate, pattern, what
     fi
 }
 forbid storage 'openraft|tonic|axum|foca|flotilla-raft|flotilla_raft|flotilla-api|flotilla_api'
+forbid model 'openraft|tonic|axum|hyper|tokio|foca|rocksdb|flotilla-raft|flotilla_raft|flotilla-api|flotilla_api|flotilla-node|flotilla_node'
 forbid raft 'axum|hyper|flotilla-api|flotilla_api|flotilla-node|flotilla_node'
 forbid api 'openraft|tonic|rocksdb|flotilla-node|flotilla_node'
 [ $status -eq 0 ] && echo "layering: ok"

@@ -8,13 +8,19 @@
 //! Handlers are thin: they parse, authorize, make one service call on
 //! [`state::AppState`] and render the surface's own error format.
 //!
+//! Every failure below the surfaces is one [`error::ServiceError`] (a generic
+//! kind, the domain's code, a message) that each surface renders once in its
+//! own format.
+//!
 //! This crate never names openraft, tonic or RocksDB types; it reaches the
-//! replicated metadata only through `flotilla_raft::MetaClient` and `Catalog`,
-//! and blob bytes through `flotilla_storage::blob_store::BlobStore`.
+//! replicated metadata only through `flotilla_raft::MetaClient` (writes and
+//! read barriers) and `flotilla_model::Catalog` (one reader per domain), and
+//! blob bytes through `flotilla_storage::blob_store::BlobStore`.
 
 pub mod artifactory;
 pub mod auth;
 pub mod cluster;
+pub mod error;
 pub mod oci;
 pub mod sendfile;
 pub mod state;

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use flotilla_raft::{Catalog, MetaClient, MetaError};
+use flotilla_model::Catalog;
+use flotilla_raft::{MetaClient, MetaError};
 use flotilla_storage::blob_store::BlobStore;
 use flotilla_storage::upload::Uploads;
 

@@ -4,9 +4,10 @@
 use rand::RngCore;
 
 use flotilla_api::auth::hash_password;
+use flotilla_model::identity::{self, Grant, UserRecord};
+use flotilla_model::system::{self, ClusterSettings};
 use flotilla_raft::client::now_ms;
-use flotilla_raft::command::{ClusterSettings, Grant, UserRecord};
-use flotilla_raft::{Command, MetaClient};
+use flotilla_raft::MetaClient;
 
 /// Environment variable holding the initial admin password.
 pub const ADMIN_PASSWORD_ENV: &str = "FLOTILLA_ADMIN_PASSWORD";
@@ -25,14 +26,13 @@ pub async fn ensure_cluster_defaults(
     anonymous_read: bool,
     cluster_id: Option<String>,
 ) -> anyhow::Result<()> {
-    let catalog = meta.read().await?;
-    if catalog.settings()?.is_none() {
+    if meta.read().await?.system().settings()?.is_none() {
         let cluster_id = cluster_id.unwrap_or_else(new_cluster_id);
         let settings = ClusterSettings { cluster_id, token_secret: random_hex(32) };
-        expect_ok(meta.write(Command::PutSettings(settings)).await?)?;
+        meta.write(system::Command::PutSettings(settings)).await?;
         tracing::info!("cluster settings created");
     }
-    if meta.read().await?.user("admin")?.is_none() {
+    if meta.read().await?.identity().user("admin")?.is_none() {
         let password = match std::env::var(ADMIN_PASSWORD_ENV) {
             Ok(password) if !password.is_empty() => password,
             _ => {
@@ -50,7 +50,7 @@ pub async fn ensure_cluster_defaults(
             grants: Vec::new(),
             created_ms: now_ms(),
         };
-        expect_ok(meta.write(Command::PutUser(admin)).await?)?;
+        meta.write(identity::Command::PutUser(admin)).await?;
         tracing::info!("admin user created");
     }
     sync_anonymous_read(meta, anonymous_read).await
@@ -58,7 +58,7 @@ pub async fn ensure_cluster_defaults(
 
 /// Makes the `anonymous` account match the `anonymous_read` setting.
 async fn sync_anonymous_read(meta: &MetaClient, anonymous_read: bool) -> anyhow::Result<()> {
-    let existing = meta.read().await?.user(ANONYMOUS_USER)?;
+    let existing = meta.read().await?.identity().user(ANONYMOUS_USER)?;
     let wanted = anonymous_read.then(|| UserRecord {
         name: ANONYMOUS_USER.into(),
         password_hash: String::new(),
@@ -66,23 +66,14 @@ async fn sync_anonymous_read(meta: &MetaClient, anonymous_read: bool) -> anyhow:
         grants: vec![Grant { repository: "*".into(), read: true, write: false, delete: false }],
         created_ms: existing.as_ref().map(|u| u.created_ms).unwrap_or_else(now_ms),
     });
-    match (existing, wanted) {
-        (None, Some(user)) => expect_ok(meta.write(Command::PutUser(user)).await?),
-        (Some(_), None) => expect_ok(meta.write(Command::DeleteUser { name: ANONYMOUS_USER.into() }).await?),
-        (Some(current), Some(user)) if current.grants != user.grants => {
-            expect_ok(meta.write(Command::PutUser(user)).await?)
-        }
-        _ => Ok(()),
-    }
-}
-
-fn expect_ok(response: flotilla_raft::Response) -> anyhow::Result<()> {
-    match response {
-        flotilla_raft::Response::Ok => Ok(()),
-        flotilla_raft::Response::Rejected(rejection) => {
-            anyhow::bail!("bootstrap write rejected: {}", rejection.message)
-        }
-    }
+    let command = match (existing, wanted) {
+        (None, Some(user)) => identity::Command::PutUser(user),
+        (Some(_), None) => identity::Command::DeleteUser { name: ANONYMOUS_USER.into() },
+        (Some(current), Some(user)) if current.grants != user.grants => identity::Command::PutUser(user),
+        _ => return Ok(()),
+    };
+    meta.write(command).await?;
+    Ok(())
 }
 
 fn random_hex(bytes: usize) -> String {

@@ -1,33 +1,51 @@
 //! The user directory the authenticator reads: the replicated state.
 
+use std::sync::OnceLock;
+
 use flotilla_api::auth::UserDirectory;
-use flotilla_raft::command::UserRecord;
-use flotilla_raft::Catalog;
+use flotilla_model::identity::UserRecord;
+use flotilla_model::Catalog;
 
 /// Users and the token secret, read from the local replica.
 pub struct CatalogDirectory {
     catalog: Catalog,
+    /// The token secret, decoded once: the cluster settings never change it.
+    token_secret: OnceLock<Vec<u8>>,
 }
 
 impl CatalogDirectory {
     pub fn new(catalog: Catalog) -> Self {
-        CatalogDirectory { catalog }
+        CatalogDirectory { catalog, token_secret: OnceLock::new() }
     }
 }
 
 impl UserDirectory for CatalogDirectory {
     fn user(&self, name: &str) -> Option<UserRecord> {
-        self.catalog.user(name).unwrap_or_else(|error| {
+        self.catalog.identity().user(name).unwrap_or_else(|error| {
             tracing::error!(%error, "reading user failed");
             None
         })
     }
 
     fn token_secret(&self) -> Option<Vec<u8>> {
-        let settings = self.catalog.settings().ok().flatten()?;
-        (0..settings.token_secret.len())
-            .step_by(2)
-            .map(|i| settings.token_secret.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
-            .collect()
+        if let Some(secret) = self.token_secret.get() {
+            return Some(secret.clone());
+        }
+        // Not bootstrapped yet is the only silent `None`; a storage error or a
+        // corrupt secret is logged, since tokens are then refused everywhere.
+        let settings = match self.catalog.system().settings() {
+            Ok(settings) => settings?,
+            Err(error) => {
+                tracing::error!(%error, "reading the token secret failed");
+                return None;
+            }
+        };
+        match hex::decode(&settings.token_secret) {
+            Ok(secret) if !secret.is_empty() => Some(self.token_secret.get_or_init(|| secret).clone()),
+            _ => {
+                tracing::error!("the cluster's token secret is not hex; tokens cannot be issued or checked");
+                None
+            }
+        }
     }
 }

@@ -31,12 +31,14 @@ use tokio_util::sync::CancellationToken;
 
 use flotilla_api::auth::Authenticator;
 use flotilla_api::{AppState, Limits, ReadConsistency};
+use flotilla_model::system::{self, NodeRecord, NodeState};
+use flotilla_model::Catalog;
 use flotilla_raft::lease::{self, LeaderLease};
 use flotilla_raft::log_store::LogStore;
 use flotilla_raft::network::client::NetworkFactory;
 use flotilla_raft::network::tls::RpcTls;
 use flotilla_raft::state_machine::rocks::StateMachineStore;
-use flotilla_raft::{Catalog, Command, MetaClient, NodeAddr, NodeRecord, NodeState};
+use flotilla_raft::{MetaClient, NodeAddr, WriteError};
 use flotilla_storage::fs::FsBlobStore;
 use flotilla_storage::upload::Uploads;
 use flotilla_storage::Engine;
@@ -109,7 +111,7 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     // The guard against another cluster's Raft traffic is on before the RPC
     // server starts: a known cluster's id, or a new cluster's id chosen now.
     // (A new node joining learns its cluster's id from the join reply.)
-    let mut new_cluster_id = match catalog.settings()? {
+    let mut new_cluster_id = match catalog.system().settings()? {
         Some(settings) => {
             flotilla_raft::network::cluster_id::set(&settings.cluster_id);
             None
@@ -184,7 +186,7 @@ pub async fn run_until(config: Config, shutdown: CancellationToken) -> anyhow::R
     register_node(&config, &meta).await?;
 
     tracing::info!(addr = %config.gossip_addr, "step 5: starting gossip");
-    let settings = meta.read().await?.settings()?.context("the cluster settings are missing")?;
+    let settings = meta.read().await?.system().settings()?.context("the cluster settings are missing")?;
     flotilla_raft::network::cluster_id::set(&settings.cluster_id);
     // Gossip is keyed by the replicated cluster secret (domain-separated inside gossip).
     let secret = settings.token_secret;
@@ -332,7 +334,7 @@ async fn form_cluster(
         }
         return Ok(None);
     }
-    let local_cluster_id = match catalog.settings()? {
+    let local_cluster_id = match catalog.system().settings()? {
         Some(settings) => Some(settings.cluster_id),
         None if initialized => Some(String::new()),
         None => None,
@@ -364,7 +366,7 @@ async fn initialize_alone(config: &Config, raft: &flotilla_raft::types::Raft) ->
 
 /// Records this node's addresses, zone and capacity, when they changed.
 async fn register_node(config: &Config, meta: &MetaClient) -> anyhow::Result<()> {
-    let existing = meta.read().await?.node(config.node_id)?;
+    let existing = meta.read().await?.system().node(config.node_id)?;
     let record = NodeRecord {
         id: config.node_id,
         http_addr: config.advertised_http(),
@@ -378,9 +380,10 @@ async fn register_node(config: &Config, meta: &MetaClient) -> anyhow::Result<()>
     if existing.as_ref() == Some(&record) {
         return Ok(());
     }
-    match meta.write(Command::PutNode(record)).await? {
-        flotilla_raft::Response::Ok => Ok(()),
-        flotilla_raft::Response::Rejected(rejection) => anyhow::bail!("this node cannot serve: {}", rejection.message),
+    match meta.write(system::Command::PutNode(record)).await {
+        Ok(_) => Ok(()),
+        Err(WriteError::Rejected(rejection)) => anyhow::bail!("this node cannot serve: {}", rejection.message),
+        Err(error) => Err(error.into()),
     }
 }
 

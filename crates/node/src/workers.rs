@@ -114,11 +114,11 @@ pub fn spawn_all(workers: Workers, shutdown: CancellationToken) -> Vec<JoinHandl
 }
 
 /// Sums the replicated blob records (what the cluster stores once, whatever the replication).
-fn sum_records(meta: &MetaClient) -> Result<RecordSums, flotilla_raft::state_machine::StoreError> {
+fn sum_records(meta: &MetaClient) -> Result<RecordSums, flotilla_model::StoreError> {
     let mut sums = RecordSums::default();
     let mut cursor = None;
     loop {
-        let page = meta.local().blobs(cursor.as_ref(), RECORD_PAGE)?;
+        let page = meta.local().blobs().blobs(cursor.as_ref(), RECORD_PAGE)?;
         for (_, record) in &page {
             sums.blobs += 1;
             if record.refcount > 0 {

@@ -13,8 +13,8 @@ use tokio::sync::{oneshot, Notify};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 
-use crate::catalog::Catalog;
-use crate::command::{Command, Request, RequestId, Response};
+use flotilla_model::{Catalog, Command, Outcome, Rejection, Request, RequestId, Response};
+
 use crate::lease::LeaderLease;
 use crate::network::client::{rpc_forward, ReadIndexLink};
 use crate::network::ForwardError;
@@ -34,6 +34,29 @@ pub enum MetaError {
     /// The replica cannot continue (storage failure, shutdown).
     #[error("metadata service failed: {0}")]
     Fatal(String),
+}
+
+/// Why a write did not apply.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// `apply` refused it: a precondition did not hold, and nothing changed.
+    #[error("refused: {0}")]
+    Rejected(Rejection),
+    /// No leader reachable before the deadline (election, partition); retry later.
+    #[error("metadata service unavailable: {0}")]
+    Unavailable(String),
+    /// The replica cannot continue (storage failure, shutdown).
+    #[error("metadata service failed: {0}")]
+    Fatal(String),
+}
+
+impl From<MetaError> for WriteError {
+    fn from(error: MetaError) -> Self {
+        match error {
+            MetaError::Unavailable(message) => WriteError::Unavailable(message),
+            MetaError::Fatal(message) => WriteError::Fatal(message),
+        }
+    }
 }
 
 /// Proposes writes and serves reads of the replicated metadata.
@@ -80,12 +103,14 @@ impl MetaClient {
         &self.raft
     }
 
-    /// Commits `command` and returns how it applied.
-    pub async fn write(&self, command: Command) -> Result<Response, MetaError> {
-        let request = Request { request_id: RequestId::random(), time_ms: now_ms(), command };
-        tokio::time::timeout(WRITE_DEADLINE, self.write_until_done(&request))
+    /// Commits `command` and returns what its domain handed back; a command
+    /// `apply` refused is an error, so it cannot be mistaken for success.
+    pub async fn write(&self, command: impl Into<Command>) -> Result<Outcome, WriteError> {
+        let request = Request { request_id: RequestId::random(), time_ms: now_ms(), command: command.into() };
+        let response = tokio::time::timeout(WRITE_DEADLINE, self.write_until_done(&request))
             .await
-            .map_err(|_| MetaError::Unavailable("no leader accepted the write in time".into()))?
+            .map_err(|_| MetaError::Unavailable("no leader accepted the write in time".into()))??;
+        response.into_result().map_err(WriteError::Rejected)
     }
 
     async fn write_until_done(&self, request: &Request) -> Result<Response, MetaError> {

@@ -4,10 +4,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Request, Response};
+use flotilla_model::{Request, Response};
 
-/// A node's id, unique within a cluster and never reused.
-pub type NodeId = u64;
+pub use flotilla_model::NodeId;
 
 /// How to reach a node; stored in Raft membership.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use std::io::SeekFrom;
 use std::path::Path;
 
-use flotilla_raft::command::{Command, Request, RequestId, Response, UserRecord};
+use flotilla_model::identity::{self, UserRecord};
+use flotilla_model::StateRead;
+use flotilla_model::{Command, Request, RequestId, Response};
 use flotilla_raft::log_store::LogStore;
 use flotilla_raft::state_machine::rocks::{StateMachineStore, StateReader};
-use flotilla_raft::state_machine::StateRead;
 use flotilla_raft::types::{Entry, LogId, NodeAddr, StorageError, TypeConfig, Vote};
 use flotilla_storage::Engine;
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
@@ -70,8 +71,11 @@ fn put_user_entry(index: u64, name: &str) -> Entry {
         grants: Vec::new(),
         created_ms: index,
     };
-    let request =
-        Request { request_id: RequestId(index.into()), time_ms: 1_000 + index, command: Command::PutUser(user) };
+    let request = Request {
+        request_id: RequestId(index.into()),
+        time_ms: 1_000 + index,
+        command: Command::Identity(identity::Command::PutUser(user)),
+    };
     Entry { log_id: log_id(1, index), payload: EntryPayload::Normal(request) }
 }
 

@@ -53,12 +53,19 @@ pub enum BlobError {
     Io(#[from] std::io::Error),
 }
 
-/// The coarse class of an error, which the HTTP and gRPC edges map from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The coarse class of an error, which the HTTP and gRPC edges map from; the
+/// replicated model's refusals carry one too, so every surface maps a kind to
+/// its status once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     NotFound,
     AlreadyExists,
     InvalidArgument,
+    /// A condition the request stated (a version, a checksum, a state) does not hold.
+    PreconditionFailed,
+    /// The caller is known but may not do this.
+    Forbidden,
     Conflict,
     Unavailable,
     Timeout,

@@ -20,8 +20,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::error::ServiceError;
 use crate::state::AppState;
-use crate::tasks::TaskError;
 
 /// Routes of `/artifactory/api/`.
 pub fn router() -> Router<AppState> {
@@ -60,15 +60,9 @@ impl IntoResponse for ArtifactoryError {
     }
 }
 
-impl From<TaskError> for ArtifactoryError {
-    fn from(error: TaskError) -> Self {
-        let status = match &error {
-            TaskError::NotFound(_) => StatusCode::NOT_FOUND,
-            TaskError::Conflict(_) => StatusCode::CONFLICT,
-            TaskError::Meta(flotilla_raft::MetaError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            TaskError::Meta(_) | TaskError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ArtifactoryError::new(status, error.to_string())
+impl From<ServiceError> for ArtifactoryError {
+    fn from(error: ServiceError) -> Self {
+        ArtifactoryError::new(error.status(), error.message)
     }
 }
 

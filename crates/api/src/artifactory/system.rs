@@ -4,11 +4,12 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use flotilla_raft::task::{TaskKind, TaskOptions};
+use flotilla_model::tasks::{TaskKind, TaskOptions};
+use flotilla_model::ErrorKind;
 
 use super::{require_admin, ArtifactoryError};
 use crate::state::AppState;
-use crate::tasks::{self, TaskError};
+use crate::tasks;
 
 /// Starts garbage collection with the cluster's grace period. Like Artifactory it
 /// answers 200 with a line of text, also when a collection is already under way
@@ -33,7 +34,7 @@ async fn start(
     require_admin(state, headers).await?;
     let message = match tasks::create(state, kind, TaskOptions::default()).await {
         Ok(task) => format!("{what} started (task {}).", task.id),
-        Err(TaskError::Conflict(_)) => match tasks::active(state, kind).await? {
+        Err(error) if error.kind == ErrorKind::Conflict => match tasks::active(state, kind).await? {
             Some(task) => format!("{what} is already {} (task {}).", task.state.name(), task.id),
             None => format!("{what} just finished."),
         },

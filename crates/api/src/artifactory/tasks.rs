@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use axum::Json;
 use serde::Serialize;
 
-use flotilla_raft::task::{TaskKind, TaskRecord, TaskState};
+use flotilla_model::tasks::{TaskKind, TaskRecord, TaskState};
 
 use super::{require_admin, ArtifactoryError};
 use crate::auth::time::rfc3339;

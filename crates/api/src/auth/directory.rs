@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use parking_lot::RwLock;
 
-use flotilla_raft::command::UserRecord;
+use flotilla_model::identity::UserRecord;
 
 /// Read access to the users and the token secret of the replicated state.
 pub trait UserDirectory: Send + Sync + 'static {

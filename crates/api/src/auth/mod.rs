@@ -42,4 +42,4 @@ pub use token::{Access, IssuedToken};
 pub use token_endpoint::{bearer_challenge, token_endpoint, DEFAULT_SERVICE};
 
 /// Re-exported so callers of this module need not name the raft crate.
-pub use flotilla_raft::command::{Grant, UserRecord};
+pub use flotilla_model::identity::{Grant, UserRecord};

@@ -5,7 +5,7 @@
 //! revoked grant also revokes outstanding tokens; tokens never carry
 //! administrative authority (`is_admin` is false for them).
 
-use flotilla_raft::command::{Grant, UserRecord};
+use flotilla_model::identity::{Grant, UserRecord};
 
 use super::scope::Scope;
 use super::token::{Access, Claims, CLOCK_LEEWAY_SECS};

@@ -27,6 +27,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
+use flotilla_model::ErrorKind;
+
+use crate::error::ServiceError;
 use crate::state::AppState;
 use model::{ClusterState, Health, LayoutView, NodeView};
 
@@ -117,6 +120,22 @@ impl From<AdminError> for ApiError {
             AdminError::Unavailable(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message),
             AdminError::Internal(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", message),
         }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        let code = match error.kind {
+            ErrorKind::NotFound => "NOT_FOUND",
+            ErrorKind::AlreadyExists | ErrorKind::Conflict => "CONFLICT",
+            ErrorKind::InvalidArgument => "INVALID",
+            ErrorKind::PreconditionFailed => "PRECONDITION_FAILED",
+            ErrorKind::Forbidden => "DENIED",
+            ErrorKind::Unavailable => "UNAVAILABLE",
+            ErrorKind::Timeout => "TIMEOUT",
+            ErrorKind::Internal => "INTERNAL",
+        };
+        ApiError::new(error.status(), code, error.message)
     }
 }
 

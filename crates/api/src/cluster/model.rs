@@ -89,7 +89,7 @@ pub struct TaskView {
     /// GC: untagged manifests are deleted first (the opt-in policy).
     pub untagged: bool,
     /// What the task looked at, what it did (blobs and bytes) and what it could
-    /// not do; per kind as `flotilla_raft::task::TaskCounters` explains (GC:
+    /// not do; per kind as `flotilla_model::tasks::TaskCounters` explains (GC:
     /// blob records looked at, blobs and bytes collected; repair: copies
     /// checked, copied, unrecoverable; scrub: copies hashed, corrupt ones
     /// replaced, left in quarantine; optimize: copies looked at, dropped, kept).

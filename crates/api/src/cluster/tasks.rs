@@ -14,13 +14,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use flotilla_raft::task::{TaskKind, TaskOptions, TaskRecord};
+use flotilla_model::tasks::{TaskKind, TaskOptions, TaskRecord, Trigger};
 
 use super::model::{TaskList, TaskView};
 use super::{require_admin, ApiError, ApiResult};
 use crate::auth::time::rfc3339;
 use crate::state::AppState;
-use crate::tasks::{self, TaskError};
+use crate::tasks;
 
 /// The longest grace period a request may ask for (a year), so that it fits any clock arithmetic.
 const MAX_GRACE_SECONDS: u64 = 366 * 24 * 3600;
@@ -37,22 +37,6 @@ struct CreateTask {
     untagged: bool,
 }
 
-impl From<TaskError> for ApiError {
-    fn from(error: TaskError) -> Self {
-        let message = error.to_string();
-        match error {
-            TaskError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message),
-            TaskError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "CONFLICT", message),
-            TaskError::Meta(flotilla_raft::MetaError::Unavailable(_)) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
-            }
-            TaskError::Meta(_) | TaskError::Internal(_) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", message)
-            }
-        }
-    }
-}
-
 /// The view of a task record.
 pub fn view(task: &TaskRecord) -> TaskView {
     let time = |ms: u64| rfc3339(ms / 1000);
@@ -61,8 +45,8 @@ pub fn view(task: &TaskRecord) -> TaskView {
         kind: task.kind.name().to_owned(),
         state: task.state.name().to_owned(),
         trigger: match task.trigger {
-            flotilla_raft::task::Trigger::Operator => "operator".to_owned(),
-            flotilla_raft::task::Trigger::Schedule => "schedule".to_owned(),
+            Trigger::Operator => "operator".to_owned(),
+            Trigger::Schedule => "schedule".to_owned(),
         },
         dry_run: task.options.dry_run,
         grace_seconds: task.options.grace_ms.map(|ms| ms / 1000),

@@ -4,12 +4,12 @@ use axum::body::Body;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use flotilla_raft::Command;
+use flotilla_model::oci::Command;
 use flotilla_storage::blob_store::BlobError;
 use flotilla_storage::{ByteRange, Digest};
 
 use super::access::authorize;
-use super::convert::{applied, blob_error, header_value};
+use super::convert::{blob_error, header_value};
 use super::error::{OciError, OciErrorCode, OciResult};
 use super::names::RepoName;
 use super::ranges::{parse_range, RangeRequest};
@@ -71,12 +71,13 @@ async fn blob_body(
 /// are immutable, so a local hit needs no read barrier; a miss re-checks
 /// after one (the link may have just been committed elsewhere).
 async fn linked_size(state: &AppState, repo: &RepoName, digest: &Digest) -> OciResult<u64> {
-    if let Some(size) = state.meta.local().linked_blob(repo.as_str(), digest)? {
+    if let Some(size) = state.meta.local().oci().linked_blob(repo.as_str(), digest)? {
         return Ok(size);
     }
     state
         .catalog()
         .await?
+        .oci()
         .linked_blob(repo.as_str(), digest)?
         .ok_or_else(|| OciError::new(OciErrorCode::BlobUnknown, format!("blob {digest} unknown to {repo}")))
 }
@@ -85,6 +86,6 @@ async fn linked_size(state: &AppState, repo: &RepoName, digest: &Digest) -> OciR
 pub async fn delete(state: &AppState, request: &OciRequest, repo: &RepoName, digest: &Digest) -> OciResult {
     authorize(state, &request.headers, repo, Action::Delete).await?;
     let command = Command::UnlinkBlob { repo: repo.to_string(), digest: digest.clone() };
-    applied(state.meta.write(command).await?)?;
+    state.meta.write(command).await?;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

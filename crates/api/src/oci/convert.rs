@@ -5,52 +5,57 @@ use axum::http::{header, HeaderValue, StatusCode};
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 
-use flotilla_raft::command::{Rejection, RejectionKind, Response as MetaResponse};
-use flotilla_raft::MetaError;
+use flotilla_model::{blobs, oci, ErrorKind, StoreError};
+use flotilla_raft::{MetaError, WriteError};
 use flotilla_storage::blob_store::{BlobError, ByteStream};
 
 use super::error::{OciError, OciErrorCode, OciResult};
+use crate::error::{ServiceError, RETRY_AFTER_SECONDS};
 
-/// Seconds a client should wait before retrying during an election.
-const RETRY_AFTER_SECONDS: &str = "1";
-
-impl From<MetaError> for OciError {
-    fn from(error: MetaError) -> Self {
-        match error {
-            MetaError::Unavailable(message) => OciError::new(OciErrorCode::Unavailable, message)
-                .with_header(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS)),
-            MetaError::Fatal(message) => OciError::internal(message),
+impl From<ServiceError> for OciError {
+    fn from(error: ServiceError) -> Self {
+        let code = match error.code.as_str() {
+            oci::code::BLOB_UNKNOWN => OciErrorCode::BlobUnknown,
+            oci::code::MANIFEST_BLOB_UNKNOWN => OciErrorCode::ManifestBlobUnknown,
+            oci::code::MANIFEST_UNKNOWN => OciErrorCode::ManifestUnknown,
+            oci::code::NAME_UNKNOWN => OciErrorCode::NameUnknown,
+            blobs::code::SIZE_CONFLICT => OciErrorCode::SizeInvalid,
+            // The client uploads again when its session is refused.
+            blobs::code::BLOB_COLLECTED => OciErrorCode::BlobUploadInvalid,
+            _ => match error.kind {
+                ErrorKind::Unavailable | ErrorKind::Timeout => OciErrorCode::Unavailable,
+                ErrorKind::Forbidden => OciErrorCode::Denied,
+                ErrorKind::Internal => return OciError::internal(error.message),
+                _ => OciErrorCode::Unsupported,
+            },
+        };
+        let mut oci_error = OciError::new(code, error.message.clone());
+        if let Some(digest) = error.detail.get(flotilla_model::rejection::DETAIL_DIGEST) {
+            oci_error = oci_error.with_detail(serde_json::json!({ "digest": digest }));
+        }
+        match error.retry_after() {
+            Some(seconds) => oci_error.with_header(header::RETRY_AFTER, HeaderValue::from_static(seconds)),
+            None => oci_error,
         }
     }
 }
 
-impl From<flotilla_raft::state_machine::StoreError> for OciError {
-    fn from(error: flotilla_raft::state_machine::StoreError) -> Self {
+impl From<WriteError> for OciError {
+    fn from(error: WriteError) -> Self {
+        ServiceError::from(error).into()
+    }
+}
+
+impl From<MetaError> for OciError {
+    fn from(error: MetaError) -> Self {
+        ServiceError::from(error).into()
+    }
+}
+
+impl From<StoreError> for OciError {
+    fn from(error: StoreError) -> Self {
         OciError::internal(error)
     }
-}
-
-/// Turns a rejected command into its OCI error; `Ok` passes.
-pub fn applied(response: MetaResponse) -> OciResult<()> {
-    match response {
-        MetaResponse::Ok => Ok(()),
-        MetaResponse::Rejected(rejection) => Err(rejection_error(rejection)),
-    }
-}
-
-fn rejection_error(rejection: Rejection) -> OciError {
-    let detail = rejection.digest.as_ref().map(|d| serde_json::json!({"digest": d.to_string()})).unwrap_or_default();
-    let code = match rejection.kind {
-        RejectionKind::BlobUnknown => OciErrorCode::BlobUnknown,
-        RejectionKind::ManifestBlobUnknown => OciErrorCode::ManifestBlobUnknown,
-        RejectionKind::ManifestUnknown => OciErrorCode::ManifestUnknown,
-        RejectionKind::NameUnknown => OciErrorCode::NameUnknown,
-        RejectionKind::Conflict => OciErrorCode::SizeInvalid,
-        RejectionKind::UserUnknown | RejectionKind::NodeUnknown | RejectionKind::NodeRemoved => OciErrorCode::Denied,
-        RejectionKind::Invalid | RejectionKind::TaskUnknown | RejectionKind::TaskConflict => OciErrorCode::Unsupported,
-        RejectionKind::BlobCollected => OciErrorCode::BlobUploadInvalid,
-    };
-    OciError::new(code, rejection.message).with_detail(detail)
 }
 
 /// Maps a blob store error; `not_found` says which code absence means here.

@@ -4,12 +4,11 @@ use axum::body::Body;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use flotilla_raft::command::PutManifest;
-use flotilla_raft::{Catalog, Command, StoredManifest};
+use flotilla_model::oci::{Command, PutManifest, StoredManifest};
 use flotilla_storage::{Algorithm, Digest};
 
 use super::access::authorize;
-use super::convert::{applied, header_value, read_limited};
+use super::convert::{header_value, read_limited};
 use super::error::{OciError, OciErrorCode, OciResult};
 use super::manifest_parse::parse_manifest;
 use super::names::{Reference, RepoName};
@@ -37,15 +36,16 @@ async fn find(state: &AppState, repo: &RepoName, reference: &Reference) -> OciRe
     let unknown = || OciError::new(OciErrorCode::ManifestUnknown, format!("manifest {reference} unknown to {repo}"));
     match reference {
         Reference::Digest(digest) => {
-            if let Some(manifest) = state.meta.local().manifest(repo.as_str(), digest)? {
+            if let Some(manifest) = state.meta.local().oci().manifest(repo.as_str(), digest)? {
                 return Ok(manifest);
             }
-            state.catalog().await?.manifest(repo.as_str(), digest)?.ok_or_else(unknown)
+            state.catalog().await?.oci().manifest(repo.as_str(), digest)?.ok_or_else(unknown)
         }
         Reference::Tag(tag) => {
-            let catalog: &Catalog = state.catalog().await?;
-            let digest = catalog.tag(repo.as_str(), tag)?.ok_or_else(unknown)?;
-            catalog.manifest(repo.as_str(), &digest)?.ok_or_else(unknown)
+            // One snapshot: a delete between the two reads is a 404, never a tag without its manifest.
+            let oci = state.catalog().await?.oci();
+            let digest = oci.tag(repo.as_str(), tag)?.ok_or_else(unknown)?;
+            oci.manifest(repo.as_str(), &digest)?.ok_or_else(unknown)
         }
     }
 }
@@ -88,7 +88,7 @@ pub async fn put(
         artifact_type: parsed.artifact_type,
         annotations: parsed.annotations,
     }));
-    applied(state.meta.write(command).await?)?;
+    state.meta.write(command).await?;
     let mut response = (
         StatusCode::CREATED,
         [
@@ -110,6 +110,6 @@ pub async fn delete(state: &AppState, request: &OciRequest, repo: &RepoName, ref
         Reference::Digest(digest) => Command::DeleteManifest { repo: repo.to_string(), digest: digest.clone() },
         Reference::Tag(tag) => Command::DeleteTag { repo: repo.to_string(), tag: tag.clone() },
     };
-    applied(state.meta.write(command).await?)?;
+    state.meta.write(command).await?;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

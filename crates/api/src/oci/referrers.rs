@@ -5,7 +5,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use flotilla_raft::StoredManifest;
+use flotilla_model::oci::StoredManifest;
+use flotilla_model::MAX_PAGE;
 use flotilla_storage::Digest;
 
 use super::access::authorize;
@@ -19,7 +20,7 @@ use crate::state::AppState;
 pub async fn list(state: &AppState, request: &OciRequest, repo: &RepoName, subject: &Digest) -> OciResult {
     authorize(state, &request.headers, repo, Action::Read).await?;
     let filter = request.query("artifactType").filter(|t| !t.is_empty());
-    let referrers = state.catalog().await?.referrers(repo.as_str(), subject)?;
+    let referrers = state.catalog().await?.oci().referrers(repo.as_str(), subject, MAX_PAGE)?;
     let descriptors: Vec<Value> =
         referrers.iter().filter(|m| filter.is_none() || m.record.artifact_type == filter).map(descriptor).collect();
     let body = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors});

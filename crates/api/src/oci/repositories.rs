@@ -11,12 +11,12 @@ use crate::state::AppState;
 pub async fn list(state: &AppState, request: &OciRequest) -> OciResult {
     let principal = authenticate_user(state, &request.headers).await?;
     let page = Page::from_request(request)?;
-    let catalog = state.catalog().await?;
+    let oci = state.catalog().await?.oci();
     let mut visible = Vec::with_capacity(page.n.min(1024));
     let mut cursor = page.last.clone();
     // Scan pages until n readable names (plus one, to know there are more) are found.
     loop {
-        let batch = catalog.repositories(cursor.as_deref(), 1000)?;
+        let batch = oci.repositories(cursor.as_deref(), 1000)?;
         let exhausted = batch.len() < 1000;
         cursor = batch.last().cloned();
         visible.extend(batch.into_iter().filter(|repo| principal.can_list(repo)));

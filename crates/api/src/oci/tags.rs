@@ -18,11 +18,11 @@ pub const DEFAULT_PAGE: usize = 1000;
 pub async fn list(state: &AppState, request: &OciRequest, repo: &RepoName) -> OciResult {
     authorize(state, &request.headers, repo, Action::Read).await?;
     let page = Page::from_request(request)?;
-    let catalog = state.catalog().await?;
-    if !catalog.repo_exists(repo.as_str())? {
+    let oci = state.catalog().await?.oci();
+    if !oci.repo_exists(repo.as_str())? {
         return Err(OciError::new(OciErrorCode::NameUnknown, format!("repository {repo} unknown")));
     }
-    let mut tags = catalog.tags(repo.as_str(), page.last.as_deref(), page.n.saturating_add(1))?;
+    let mut tags = oci.tags(repo.as_str(), page.last.as_deref(), page.n.saturating_add(1))?;
     let more = tags.len() > page.n;
     tags.truncate(page.n);
     let link = (more && !tags.is_empty()).then(|| next_link(&format!("/v2/{repo}/tags/list"), page.n, tags.last()));
@@ -44,7 +44,7 @@ impl Page {
             })?,
             None => DEFAULT_PAGE,
         };
-        let n = n.min(flotilla_raft::catalog::MAX_PAGE);
+        let n = n.min(flotilla_model::MAX_PAGE);
         Ok(Page { n, last: request.query("last").filter(|last| !last.is_empty()) })
     }
 }

@@ -6,13 +6,14 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use flotilla_model::oci::Command;
 use flotilla_raft::client::now_ms;
-use flotilla_raft::Command;
+use flotilla_raft::WriteError;
 use flotilla_storage::upload::{UploadId, UploadSession};
 use flotilla_storage::Digest;
 
 use super::access::authorize;
-use super::convert::{applied, blob_error, body_stream, header_value, limit_stream, upload_range};
+use super::convert::{blob_error, body_stream, header_value, limit_stream, upload_range};
 use super::error::{OciError, OciErrorCode, OciResult};
 use super::names::RepoName;
 use super::ranges::parse_content_range;
@@ -55,15 +56,16 @@ async fn try_mount(
         return Ok(None);
     }
     let command = Command::MountBlob { from: from.to_string(), repo: repo.to_string(), digest: digest.clone() };
-    match state.meta.write(command).await? {
-        flotilla_raft::Response::Ok => Ok(Some(blob_created(repo, &digest))),
-        flotilla_raft::Response::Rejected(_) => Ok(None),
+    match state.meta.write(command).await {
+        Ok(_) => Ok(Some(blob_created(repo, &digest))),
+        Err(WriteError::Rejected(_)) => Ok(None),
+        Err(error) => Err(error.into()),
     }
 }
 
 async fn monolithic(state: &AppState, body: Body, repo: &RepoName, digest: &Digest) -> OciResult {
     let body = limit_stream(body_stream(body), state.limits.max_blob_bytes);
-    let gc_epoch = state.meta.local().gc_state()?.epoch;
+    let gc_epoch = state.meta.local().blobs().gc_state()?.epoch;
     let size = state.blobs.put(digest, body).await.map_err(|e| blob_error(e, OciErrorCode::BlobUploadInvalid))?;
     record_blob(state, repo, digest, size, gc_epoch).await
 }
@@ -71,7 +73,7 @@ async fn monolithic(state: &AppState, body: Body, repo: &RepoName, digest: &Dige
 /// Records a blob whose bytes were stored after garbage-collection epoch `gc_epoch` was applied here.
 async fn record_blob(state: &AppState, repo: &RepoName, digest: &Digest, size: u64, gc_epoch: u64) -> OciResult {
     let command = Command::PutBlob { repo: repo.to_string(), digest: digest.clone(), size, gc_epoch };
-    applied(state.meta.write(command).await?)?;
+    state.meta.write(command).await?;
     Ok(blob_created(repo, digest))
 }
 
@@ -135,7 +137,7 @@ pub async fn finish(state: &AppState, request: &OciRequest, body: Body, repo: &R
             .await
             .map_err(|e| blob_error(e, OciErrorCode::BlobUploadUnknown))?;
     }
-    let gc_epoch = state.meta.local().gc_state()?.epoch;
+    let gc_epoch = state.meta.local().blobs().gc_state()?.epoch;
     let size = state
         .uploads
         .finish(session.id, &digest, &*state.blobs)

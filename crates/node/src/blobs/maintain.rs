@@ -20,8 +20,9 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use flotilla_raft::task::TaskCounters;
-use flotilla_raft::{Layout, MetaClient, NodeId};
+use flotilla_model::system::Layout;
+use flotilla_model::tasks::TaskCounters;
+use flotilla_raft::{MetaClient, NodeId};
 use flotilla_storage::blob_store::{BlobError, BlobStore};
 use flotilla_storage::fs::{FsBlobStore, Verified};
 use flotilla_storage::Digest;
@@ -78,8 +79,10 @@ impl Maintainer {
         let mut short = BTreeSet::new();
         let mut cursor: Option<Digest> = None;
         loop {
-            let page =
-                catalog.blobs(cursor.as_ref(), RECORD_PAGE).map_err(|error| MaintainError::Meta(error.to_string()))?;
+            let page = catalog
+                .blobs()
+                .blobs(cursor.as_ref(), RECORD_PAGE)
+                .map_err(|error| MaintainError::Meta(error.to_string()))?;
             for (digest, record) in &page {
                 let partition = partition_of(digest, layout.partitions);
                 if !layout.owners_of(partition).contains(&me) {
@@ -189,7 +192,14 @@ impl Maintainer {
             }
             // A copy without a record (an upload in flight, a collected blob) is
             // not handed to the owners; the reclaimer deals with it.
-            if self.meta.local().blob(&digest).map_err(|error| MaintainError::Meta(error.to_string()))?.is_none() {
+            if self
+                .meta
+                .local()
+                .blobs()
+                .blob(&digest)
+                .map_err(|error| MaintainError::Meta(error.to_string()))?
+                .is_none()
+            {
                 continue;
             }
             match self.hand_over(&digest, owners, &mut pacer).await {

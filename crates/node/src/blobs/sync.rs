@@ -5,7 +5,7 @@
 //! hold is not sent again, so a repeated sync after a failure is cheap. The
 //! copying is paced by the node's `copy_rate`.
 
-use flotilla_raft::Layout;
+use flotilla_model::system::Layout;
 use flotilla_storage::blob_store::{BlobError, BlobStore};
 
 use super::maintain::Maintainer;

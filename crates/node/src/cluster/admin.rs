@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use flotilla_api::cluster::model::{ClusterState, Health, LayoutSummary, LayoutView, NodeView};
 use flotilla_api::cluster::{AdminError, ClusterAdmin};
-use flotilla_raft::{Command, Layout, MetaClient, MetaError, NodeRecord, NodeState, Response};
+use flotilla_model::system::{self, Layout, NodeRecord, NodeState};
+use flotilla_raft::{MetaClient, MetaError, WriteError};
 
 use super::liveness::{Liveness, LivenessTable};
 use super::ClusterView;
@@ -86,20 +87,22 @@ impl NodeAdmin {
 
     async fn set_state(&self, node: u64, state: NodeState) -> Result<NodeRecord, AdminError> {
         let catalog = self.meta.read().await.map_err(meta_error)?;
-        let Some(record) = catalog.node(node).map_err(internal)? else {
+        let Some(record) = catalog.system().node(node).map_err(internal)? else {
             return Err(AdminError::NotFound(format!("no node {node}")));
         };
         if record.state == NodeState::Removed {
             return Err(AdminError::Conflict(format!("node {node} was already removed")));
         }
         let others_hold_data =
-            catalog.nodes().map_err(internal)?.iter().any(|other| other.id != node && other.holds_data());
+            catalog.system().nodes().map_err(internal)?.iter().any(|other| other.id != node && other.holds_data());
         if !others_hold_data {
             return Err(AdminError::Conflict(format!("node {node} is the last node holding data")));
         }
-        match self.meta.write(Command::SetNodeState { id: node, state }).await.map_err(meta_error)? {
-            Response::Ok => Ok(NodeRecord { state, ..record }),
-            Response::Rejected(rejection) => Err(AdminError::Conflict(rejection.message)),
+        match self.meta.write(system::Command::SetNodeState { id: node, state }).await {
+            Ok(_) => Ok(NodeRecord { state, ..record }),
+            Err(WriteError::Rejected(rejection)) => Err(AdminError::Conflict(rejection.message)),
+            Err(WriteError::Unavailable(message)) => Err(AdminError::Unavailable(message)),
+            Err(WriteError::Fatal(message)) => Err(AdminError::Internal(message)),
         }
     }
 }
@@ -131,12 +134,12 @@ impl ClusterAdmin for NodeAdmin {
     async fn state(&self) -> Result<ClusterState, AdminError> {
         let catalog = self.meta.read().await.map_err(meta_error)?;
         let metrics = self.view.metrics();
-        let layout = catalog.layout().map_err(internal)?;
+        let layout = catalog.system().layout().map_err(internal)?;
         let records: BTreeMap<u64, NodeRecord> =
-            catalog.nodes().map_err(internal)?.into_iter().map(|node| (node.id, node)).collect();
+            catalog.system().nodes().map_err(internal)?.into_iter().map(|node| (node.id, node)).collect();
         let nodes = records.values().map(|record| self.node_view(record, layout.as_ref())).collect();
         Ok(ClusterState {
-            cluster_id: catalog.settings().map_err(internal)?.map(|s| s.cluster_id).unwrap_or_default(),
+            cluster_id: catalog.system().settings().map_err(internal)?.map(|s| s.cluster_id).unwrap_or_default(),
             node_id: self.view.node_id(),
             leader: metrics.current_leader,
             term: metrics.current_term,
@@ -148,7 +151,7 @@ impl ClusterAdmin for NodeAdmin {
 
     async fn layout(&self) -> Result<Option<LayoutView>, AdminError> {
         let catalog = self.meta.read().await.map_err(meta_error)?;
-        let Some(layout) = catalog.layout().map_err(internal)? else { return Ok(None) };
+        let Some(layout) = catalog.system().layout().map_err(internal)? else { return Ok(None) };
         let replicas = layout.nodes().into_iter().map(|node| (node, layout.replicas_of(node))).collect();
         Ok(Some(LayoutView {
             summary: summary(&layout),

@@ -78,7 +78,7 @@ async fn roster(view: &ClusterView) -> Vec<(NodeId, SocketAddr)> {
     let members: Vec<NodeId> = metrics.membership_config.membership().nodes().map(|(id, _)| *id).collect();
     let mut roster = Vec::with_capacity(members.len());
     for id in members.into_iter().filter(|id| *id != view.node_id()) {
-        let Ok(Some(record)) = view.catalog().node(id) else { continue };
+        let Ok(Some(record)) = view.catalog().system().node(id) else { continue };
         let Some(addr) = record.gossip_addr else { continue };
         match resolve(&addr).await {
             Ok(addr) => roster.push((id, addr)),

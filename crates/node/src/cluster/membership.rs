@@ -24,9 +24,11 @@ use anyhow::Context;
 use openraft::ChangeMembers;
 use tokio_util::sync::CancellationToken;
 
+use flotilla_model::system::{self, Layout, NodeRecord, NodeState};
+use flotilla_model::tasks;
+use flotilla_model::tasks::{TaskKind, TaskOptions, TaskRecord, Trigger};
 use flotilla_raft::client::now_ms;
-use flotilla_raft::task::{TaskKind, TaskOptions, TaskRecord, Trigger};
-use flotilla_raft::{Command, Layout, MetaClient, NodeId, NodeRecord, NodeState, Response};
+use flotilla_raft::{MetaClient, NodeId, WriteError};
 
 use super::ClusterView;
 use crate::blobs::peer::BlobPeers;
@@ -73,10 +75,11 @@ impl Membership {
     async fn round(&self, sync: &Arc<tokio::sync::Mutex<()>>) -> anyhow::Result<()> {
         self.leave_joint_config().await?;
         let catalog = self.meta.read().await?;
-        let records: BTreeMap<NodeId, NodeRecord> = catalog.nodes()?.into_iter().map(|node| (node.id, node)).collect();
+        let records: BTreeMap<NodeId, NodeRecord> =
+            catalog.system().nodes()?.into_iter().map(|node| (node.id, node)).collect();
         self.drop_removed_members(&records).await?;
         self.promote_learners(&records).await?;
-        let layout = catalog.layout()?;
+        let layout = catalog.system().layout()?;
         match layout {
             Some(layout) if layout.is_syncing() => self.start_sync(Arc::new(layout), sync),
             layout => {
@@ -187,7 +190,8 @@ impl Membership {
         };
         let moved = layout.previous.as_ref().map_or(0, |old| placement::moved_replicas(old, &layout.owners));
         tracing::info!(version = layout.version, nodes = specs.len(), moved, "installing a new layout");
-        expect_ok(self.meta.write(Command::PutLayout(Box::new(layout))).await?)
+        self.meta.write(system::Command::PutLayout(Box::new(layout))).await?;
+        Ok(())
     }
 
     /// Starts syncing `layout` in the background unless a sync is running.
@@ -214,7 +218,7 @@ impl Membership {
         for record in records.values().filter(|node| node.state == NodeState::Draining) {
             if layout.replicas_of(record.id) == 0 && !layout.is_syncing() {
                 tracing::info!(node_id = record.id, "node drained; removing it");
-                expect_ok(self.meta.write(Command::SetNodeState { id: record.id, state: NodeState::Removed }).await?)?;
+                self.meta.write(system::Command::SetNodeState { id: record.id, state: NodeState::Removed }).await?;
             }
         }
         Ok(())
@@ -238,7 +242,7 @@ async fn sync_layout(
         copied += reply.blobs_copied;
         bytes += reply.bytes_copied;
     }
-    expect_ok(meta.write(Command::MarkLayoutSynced { version: layout.version }).await?)?;
+    meta.write(system::Command::MarkLayoutSynced { version: layout.version }).await?;
     let replicas_moved =
         layout.previous.as_ref().map_or(0, |previous| placement::moved_replicas(previous, &layout.owners));
     tracing::info!(
@@ -256,16 +260,12 @@ async fn sync_layout(
         TaskOptions::default(),
         now_ms(),
     );
-    match meta.write(Command::CreateTask(Box::new(optimize))).await? {
-        Response::Ok => tracing::info!(version = layout.version, "optimize task created to drop moved copies"),
-        Response::Rejected(rejection) => tracing::debug!(reason = %rejection.message, "no optimize task created"),
+    match meta.write(tasks::Command::CreateTask(Box::new(optimize))).await {
+        Ok(_) => tracing::info!(version = layout.version, "optimize task created to drop moved copies"),
+        Err(WriteError::Rejected(rejection)) => {
+            tracing::debug!(reason = %rejection.message, "no optimize task created")
+        }
+        Err(error) => return Err(error.into()),
     }
     Ok(())
-}
-
-fn expect_ok(response: Response) -> anyhow::Result<()> {
-    match response {
-        Response::Ok => Ok(()),
-        Response::Rejected(rejection) => anyhow::bail!("refused: {}", rejection.message),
-    }
 }

@@ -26,8 +26,10 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use flotilla_model::system::Layout;
+use flotilla_model::Catalog;
 use flotilla_raft::types::{Raft, RaftMetrics};
-use flotilla_raft::{Catalog, Layout, NodeAddr, NodeId};
+use flotilla_raft::{NodeAddr, NodeId};
 
 /// Read-only facts about the cluster, cheap to ask on every request.
 pub struct ClusterView {
@@ -89,7 +91,7 @@ impl ClusterView {
         if let Some(addr) = self.metrics.borrow().membership_config.membership().get_node(&node) {
             return Some(addr.clone());
         }
-        let record = self.catalog.node(node).ok()??;
+        let record = self.catalog.system().node(node).ok()??;
         Some(NodeAddr { rpc_addr: record.rpc_addr, http_addr: record.http_addr })
     }
 
@@ -98,7 +100,7 @@ impl ClusterView {
         let applied = self.metrics.borrow().last_applied.map(|log_id| log_id.index);
         let mut cached = self.layout.lock();
         if cached.applied != applied || applied.is_none() {
-            match self.catalog.layout() {
+            match self.catalog.system().layout() {
                 Ok(layout) => {
                     cached.layout = layout.map(Arc::new);
                     cached.applied = applied;

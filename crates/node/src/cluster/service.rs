@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
+use flotilla_model::system::{self, NodeRecord, NodeState};
 use flotilla_raft::client::now_ms;
 use flotilla_raft::network::client::endpoint;
-use flotilla_raft::{Command, MetaClient, MetaError, NodeAddr, NodeRecord, NodeState};
+use flotilla_raft::{MetaClient, MetaError, NodeAddr, WriteError};
 
 use super::join::NO_CLUSTER;
 use super::ClusterView;
@@ -67,14 +68,14 @@ impl ClusterRpc {
     /// On the leader: check the request, record the node, add it as a learner.
     async fn admit(&self, request: JoinRequest) -> Result<JoinReply, Status> {
         let catalog = self.meta.read().await.map_err(meta_status)?;
-        let cluster_id = catalog.settings().map_err(internal)?.map(|s| s.cluster_id).unwrap_or_default();
+        let cluster_id = catalog.system().settings().map_err(internal)?.map(|s| s.cluster_id).unwrap_or_default();
         if !request.cluster_id.is_empty() && request.cluster_id != cluster_id {
             return Err(Status::failed_precondition(format!(
                 "node {} belongs to cluster {}, not to cluster {cluster_id}; start it with an empty data directory",
                 request.node_id, request.cluster_id
             )));
         }
-        let existing = catalog.node(request.node_id).map_err(internal)?;
+        let existing = catalog.system().node(request.node_id).map_err(internal)?;
         let address = NodeAddr { rpc_addr: request.rpc_addr.clone(), http_addr: request.http_addr.clone() };
         if let Some(existing) = &existing {
             if existing.state == NodeState::Removed {
@@ -104,11 +105,11 @@ impl ClusterRpc {
             joined_ms: existing.as_ref().map_or_else(now_ms, |node| node.joined_ms),
         };
         if existing.as_ref() != Some(&record) {
-            match self.meta.write(Command::PutNode(record)).await.map_err(meta_status)? {
-                flotilla_raft::Response::Ok => {}
-                flotilla_raft::Response::Rejected(rejection) => {
-                    return Err(Status::failed_precondition(rejection.message));
-                }
+            match self.meta.write(system::Command::PutNode(record)).await {
+                Ok(_) => {}
+                Err(WriteError::Rejected(rejection)) => return Err(Status::failed_precondition(rejection.message)),
+                Err(WriteError::Unavailable(message)) => return Err(Status::unavailable(message)),
+                Err(WriteError::Fatal(message)) => return Err(Status::internal(message)),
             }
         }
         if membership.get_node(&request.node_id).is_none() {

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use flotilla_raft::task::TaskKind;
+use flotilla_model::tasks::TaskKind;
 use flotilla_raft::{MetaClient, NodeId};
 
 use crate::blobs::RepairDebt;

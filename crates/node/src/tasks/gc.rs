@@ -17,10 +17,11 @@
 //! Pushes and pulls never wait for any of this: a page costs one read of the
 //! local replica and one Raft entry of at most `MAX_COLLECT_BATCH` digests.
 
+use flotilla_model::blobs::MAX_COLLECT_BATCH;
+use flotilla_model::tasks::{TaskCounters, TaskRecord, TaskState, TaskUpdate};
+use flotilla_model::{blobs, oci, tasks};
 use flotilla_raft::client::now_ms;
-use flotilla_raft::state_machine::model::MAX_COLLECT_BATCH;
-use flotilla_raft::task::{TaskCounters, TaskRecord, TaskState, TaskUpdate};
-use flotilla_raft::{Command, MetaClient};
+use flotilla_raft::MetaClient;
 use flotilla_storage::Digest;
 
 use super::{commit, current_state, TaskSettings};
@@ -49,7 +50,7 @@ pub async fn run(meta: &MetaClient, task: TaskRecord, settings: &TaskSettings) -
     };
     loop {
         let cutoff = now_ms().saturating_sub(grace_ms);
-        let page = meta.local().blobs(cursor.as_ref(), PAGE).map_err(|error| error.to_string())?;
+        let page = meta.local().blobs().blobs(cursor.as_ref(), PAGE).map_err(|error| error.to_string())?;
         let Some((last, _)) = page.last() else { break };
         let next = last.clone();
         let collectable: Vec<(Digest, u64)> = page
@@ -63,7 +64,8 @@ pub async fn run(meta: &MetaClient, task: TaskRecord, settings: &TaskSettings) -
             progress.bytes = collectable.iter().map(|(_, size)| size).sum();
         } else if !collectable.is_empty() {
             let digests = collectable.into_iter().map(|(digest, _)| digest).collect();
-            let collect = Command::CollectBlobs { task: Some(id.clone()), digests, unreferenced_before_ms: cutoff };
+            let collect =
+                blobs::Command::CollectBlobs { task: Some(id.clone()), digests, unreferenced_before_ms: cutoff };
             if !commit(meta, collect).await? {
                 return Ok(current_state(meta, &id));
             }
@@ -89,14 +91,14 @@ pub async fn run(meta: &MetaClient, task: TaskRecord, settings: &TaskSettings) -
 /// blobs it unreferences are judged by the same run; after a failover it
 /// simply runs again. `false` if the task ended meanwhile.
 async fn prune_untagged(meta: &MetaClient, task: &TaskRecord, created_before_ms: u64) -> Result<bool, String> {
-    let local = |error: flotilla_raft::state_machine::StoreError| error.to_string();
+    let local = |error: flotilla_model::StoreError| error.to_string();
     let mut last_repo: Option<String> = None;
     loop {
-        let repos = meta.local().repositories(last_repo.as_deref(), PAGE).map_err(local)?;
+        let repos = meta.local().oci().repositories(last_repo.as_deref(), PAGE).map_err(local)?;
         for repo in &repos {
             let mut previous = Vec::new();
             loop {
-                let prunable = meta.local().prunable_manifests(repo, created_before_ms).map_err(local)?;
+                let prunable = meta.local().oci().prunable_manifests(repo, created_before_ms).map_err(local)?;
                 if prunable.is_empty() || prunable == previous {
                     break;
                 }
@@ -108,7 +110,7 @@ async fn prune_untagged(meta: &MetaClient, task: &TaskRecord, created_before_ms:
                     break;
                 }
                 for chunk in prunable.chunks(MAX_COLLECT_BATCH) {
-                    let prune = Command::PruneManifests {
+                    let prune = oci::Command::PruneManifests {
                         task: Some(task.id.clone()),
                         repo: repo.clone(),
                         digests: chunk.to_vec(),
@@ -130,5 +132,5 @@ async fn prune_untagged(meta: &MetaClient, task: &TaskRecord, created_before_ms:
 
 /// Commits a task update; `false` if the task ended meanwhile (cancelled).
 async fn update(meta: &MetaClient, update: TaskUpdate) -> Result<bool, String> {
-    commit(meta, Command::UpdateTask(update)).await
+    commit(meta, tasks::Command::UpdateTask(update)).await
 }

@@ -28,9 +28,10 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use flotilla_model::tasks::{TaskKind, TaskOptions, TaskRecord, TaskState, TaskUpdate, Trigger};
+use flotilla_model::{tasks, Command};
 use flotilla_raft::client::now_ms;
-use flotilla_raft::task::{TaskKind, TaskOptions, TaskRecord, TaskState, TaskUpdate, Trigger};
-use flotilla_raft::{Command, MetaClient, MetaError, Response};
+use flotilla_raft::{MetaClient, WriteError};
 
 use crate::blobs::peer::BlobPeers;
 use crate::cluster::ClusterView;
@@ -80,7 +81,7 @@ impl TaskRunner {
                 }
                 continue;
             }
-            let tasks = match self.meta.local().tasks() {
+            let tasks = match self.meta.local().tasks().tasks() {
                 Ok(tasks) => tasks,
                 Err(error) => {
                     tracing::warn!(%error, "reading tasks failed");
@@ -118,7 +119,7 @@ impl TaskRunner {
                 Err(error) => {
                     tracing::warn!(task = %id, %error, "task failed");
                     let update = TaskUpdate { error: Some(error), ..TaskUpdate::state(&id, TaskState::Failed) };
-                    let _ = meta.write(Command::UpdateTask(update)).await;
+                    let _ = meta.write(tasks::Command::UpdateTask(update)).await;
                     TaskState::Failed
                 }
             };
@@ -155,9 +156,9 @@ impl TaskRunner {
 pub(crate) async fn create_by_cluster(meta: &MetaClient, kind: TaskKind) -> Option<String> {
     let id = uuid::Uuid::new_v4().to_string();
     let task = TaskRecord::new(id.clone(), kind, Trigger::Schedule, TaskOptions::default(), now_ms());
-    match meta.write(Command::CreateTask(Box::new(task))).await {
-        Ok(Response::Ok) => Some(id),
-        Ok(Response::Rejected(rejection)) => {
+    match meta.write(tasks::Command::CreateTask(Box::new(task))).await {
+        Ok(_) => Some(id),
+        Err(WriteError::Rejected(rejection)) => {
             tracing::debug!(reason = %rejection.message, kind = kind.name(), "no task created");
             None
         }
@@ -170,24 +171,25 @@ pub(crate) async fn create_by_cluster(meta: &MetaClient, kind: TaskKind) -> Opti
 
 /// Commits a task step, retrying while no leader answers; `false` if it was
 /// refused because the task ended (the only refusal a task step can meet).
-pub(crate) async fn commit(meta: &MetaClient, command: Command) -> Result<bool, String> {
+pub(crate) async fn commit(meta: &MetaClient, command: impl Into<Command>) -> Result<bool, String> {
+    let command = command.into();
     loop {
         match meta.write(command.clone()).await {
-            Ok(Response::Ok) => return Ok(true),
-            Ok(Response::Rejected(rejection)) => {
+            Ok(_) => return Ok(true),
+            Err(WriteError::Rejected(rejection)) => {
                 tracing::info!(reason = %rejection.message, "task step refused; stopping");
                 return Ok(false);
             }
-            Err(MetaError::Unavailable(message)) => {
+            Err(WriteError::Unavailable(message)) => {
                 tracing::debug!(%message, "task step waits for a leader");
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
-            Err(MetaError::Fatal(message)) => return Err(message),
+            Err(WriteError::Fatal(message)) => return Err(message),
         }
     }
 }
 
 /// A task's state as this node's replica has it (gone = cancelled and dropped).
 pub(crate) fn current_state(meta: &MetaClient, id: &str) -> TaskState {
-    meta.local().task(id).ok().flatten().map_or(TaskState::Cancelled, |task| task.state)
+    meta.local().tasks().task(id).ok().flatten().map_or(TaskState::Cancelled, |task| task.state)
 }

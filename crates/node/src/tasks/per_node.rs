@@ -17,8 +17,9 @@ use std::time::Duration;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tonic::Code;
 
-use flotilla_raft::task::{TaskCounters, TaskKind, TaskRecord, TaskState, TaskUpdate};
-use flotilla_raft::{Command, MetaClient, NodeId};
+use flotilla_model::tasks::Command;
+use flotilla_model::tasks::{TaskCounters, TaskKind, TaskRecord, TaskState, TaskUpdate};
+use flotilla_raft::{MetaClient, NodeId};
 
 use super::{commit, current_state};
 use crate::blobs::peer::BlobPeers;

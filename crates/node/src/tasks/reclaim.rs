@@ -68,7 +68,7 @@ impl Reclaimer {
                     continue;
                 }
             }
-            let epoch = match self.meta.local().gc_state() {
+            let epoch = match self.meta.local().blobs().gc_state() {
                 Ok(gc) => gc.epoch,
                 Err(error) => {
                     tracing::warn!(%error, "reading the gc state failed");
@@ -89,7 +89,7 @@ impl Reclaimer {
     async fn follow(&self, position: &mut Position, shutdown: &CancellationToken) -> Result<(), String> {
         loop {
             let after = position.as_ref().map(|(epoch, digest)| (*epoch, digest));
-            let page = self.meta.local().tombstones(after, PAGE).map_err(|error| error.to_string())?;
+            let page = self.meta.local().blobs().tombstones(after, PAGE).map_err(|error| error.to_string())?;
             if shutdown.is_cancelled() {
                 return Ok(());
             }
@@ -113,7 +113,7 @@ impl Reclaimer {
     async fn reclaim(&self, tombstones: &[(u64, Digest, u64)]) -> Result<u64, String> {
         let mut doomed = Vec::with_capacity(tombstones.len());
         for (_, digest, collected_ms) in tombstones {
-            if self.meta.local().blob(digest).map_err(|error| error.to_string())?.is_some() {
+            if self.meta.local().blobs().blob(digest).map_err(|error| error.to_string())?.is_some() {
                 continue; // Recorded again since: a later upload's copy.
             }
             let collected = UNIX_EPOCH + Duration::from_millis(*collected_ms);
@@ -143,7 +143,7 @@ impl Reclaimer {
         let catalog = self.meta.read().await.map_err(|error| error.to_string())?;
         let mut removed = 0u64;
         for (digest, _) in listed {
-            if catalog.blob(&digest).map_err(|error| error.to_string())?.is_some() {
+            if catalog.blobs().blob(&digest).map_err(|error| error.to_string())?.is_some() {
                 continue;
             }
             if let Reclaimed::Deleted(bytes) =

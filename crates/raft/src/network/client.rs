@@ -30,10 +30,10 @@ use super::proto::raft_service_client::RaftServiceClient;
 use super::proto::{Empty, Payload};
 use super::tls::RpcTls;
 use super::{ForwardError, MAX_MESSAGE_BYTES};
-use crate::command::{Request, Response};
 use crate::election::{Answer, VoteOutcome, VoteOutcomes};
 use crate::lease::LeaderLease;
 use crate::types::{NodeAddr, NodeId, TypeConfig};
+use flotilla_model::{Request, Response};
 
 /// Deadline of a Raft RPC when openraft gives none, and of forward / read-index
 /// calls (a forwarded write waits for a commit, so it gets the same bound).

@@ -15,10 +15,10 @@ use super::proto::raft_service_server::{RaftService, RaftServiceServer};
 use super::proto::{Empty, Payload};
 use super::{decode, encode, ForwardError, MAX_MESSAGE_BYTES};
 use crate::client::{MetaClient, MetaError};
-use crate::command::{Request, Response};
 use crate::election::{self, LeaderContact};
 use crate::lease;
 use crate::types::{NodeAddr, NodeId, Raft};
+use flotilla_model::{Request, Response};
 
 /// The Raft gRPC service of this node, ready for `tonic::transport::Server::add_service`.
 pub fn raft_service(meta: MetaClient) -> RaftServiceServer<RaftRpc> {

@@ -1,6 +1,6 @@
 //! openraft's `RaftStateMachine` on RocksDB.
 //!
-//! Apply runs the pure [`model::apply`] over an `Overlay`
+//! Apply runs the pure [`flotilla_model::apply`] over an `Overlay`
 //! of `CF_STATE` (reads see this batch's pending writes first), then writes the
 //! overlay and the applied state (key `0x00 'a'`) in one batch. That batch is
 //! not synced: the log is durable, openraft re-applies committed entries after a
@@ -25,26 +25,26 @@ use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
-use rocksdb::{IteratorMode, PrefixRange, ReadOptions, WriteBatch, WriteOptions};
+use rocksdb::{IteratorMode, PrefixRange, ReadOptions, SnapshotWithThreadMode, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 
 use flotilla_storage::engine::CF_STATE;
 use flotilla_storage::Engine;
 
-use super::keys::table;
-use super::{model, StateRead, StateWrite, StoreError};
-use crate::command::Response;
+use flotilla_model::store::tables;
+use flotilla_model::{Response, StateRead, StateSource, StateWrite, StoreError};
+
 use crate::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 mod snapshot_file;
 use snapshot_file::{RecordReader, RecordWriter, SnapshotFiles};
 
 /// Key of the applied state (last applied log id and membership).
-const APPLIED_KEY: &[u8] = &[table::APPLIED, b'a'];
+const APPLIED_KEY: &[u8] = &[tables::APPLIED, b'a'];
 /// Key of the install marker: the snapshot file being installed, if any.
-const INSTALLING_KEY: &[u8] = &[table::APPLIED, b'i'];
+const INSTALLING_KEY: &[u8] = &[tables::APPLIED, b'i'];
 /// First key of the replicated tables; everything below is the adapter's own.
-const FIRST_DATA_KEY: &[u8] = &[table::APPLIED + 1];
+const FIRST_DATA_KEY: &[u8] = &[tables::APPLIED + 1];
 /// Bytes of records per write batch while installing: bounds memory, not durability.
 const INSTALL_BATCH_BYTES: usize = 8 << 20;
 
@@ -79,7 +79,7 @@ fn synced() -> WriteOptions {
     options
 }
 
-/// Reads of the committed state for [`Catalog`](crate::Catalog); cheap to clone.
+/// Reads of the committed state for [`Catalog`](flotilla_model::Catalog); cheap to clone.
 ///
 /// While a snapshot is being installed the state is half replaced, so reads
 /// fail with a [`StoreError`] instead of returning a torn view.
@@ -106,7 +106,33 @@ impl StateRead for StateReader {
 
     fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<KeyValue>, StoreError> {
         self.check_not_installing()?;
-        merged_scan(&self.engine, &Pending::new(), prefix, after, limit)
+        merged_scan(&self.engine, None, &Pending::new(), prefix, after, limit)
+    }
+}
+
+impl StateSource for StateReader {
+    fn snapshot(&self) -> Box<dyn StateRead + '_> {
+        Box::new(SnapshotReader { reader: self, snapshot: self.engine.db().snapshot() })
+    }
+}
+
+/// The committed state at one sequence number (a RocksDB snapshot): reads
+/// through it never see part of a later apply batch.
+struct SnapshotReader<'r> {
+    reader: &'r StateReader,
+    snapshot: SnapshotWithThreadMode<'r, DB>,
+}
+
+impl StateRead for SnapshotReader<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.reader.check_not_installing()?;
+        let engine = &self.reader.engine;
+        self.snapshot.get_cf(engine.cf(CF_STATE), key).map_err(store_err)
+    }
+
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<KeyValue>, StoreError> {
+        self.reader.check_not_installing()?;
+        merged_scan(&self.reader.engine, Some(&self.snapshot), &Pending::new(), prefix, after, limit)
     }
 }
 
@@ -120,6 +146,7 @@ enum Next {
 /// state with `pending` writes (puts and deletes) laid over it.
 fn merged_scan(
     engine: &Engine,
+    snapshot: Option<&SnapshotWithThreadMode<'_, DB>>,
     pending: &Pending,
     prefix: &[u8],
     after: Option<&[u8]>,
@@ -131,6 +158,9 @@ fn merged_scan(
     };
     let mut options = ReadOptions::default();
     options.set_iterate_range(PrefixRange(prefix));
+    if let Some(snapshot) = snapshot {
+        options.set_snapshot(snapshot);
+    }
     let mut committed = engine.db().raw_iterator_cf_opt(engine.cf(CF_STATE), options);
     committed.seek(start);
     let mut overlay = pending
@@ -186,7 +216,7 @@ impl StateRead for Overlay<'_> {
     }
 
     fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<KeyValue>, StoreError> {
-        merged_scan(self.engine, &self.pending, prefix, after, limit)
+        merged_scan(self.engine, None, &self.pending, prefix, after, limit)
     }
 }
 
@@ -265,7 +295,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         for entry in entries {
             let response = match &entry.payload {
                 EntryPayload::Blank => Response::Ok,
-                EntryPayload::Normal(request) => model::apply(&mut overlay, request)
+                EntryPayload::Normal(request) => flotilla_model::apply(&mut overlay, request)
                     .map_err(|error| StorageIOError::apply(entry.log_id, AnyError::new(&error)))?,
                 EntryPayload::Membership(membership) => {
                     applied.membership = StoredMembership::new(Some(entry.log_id), membership.clone());

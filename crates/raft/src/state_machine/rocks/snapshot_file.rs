@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::state_machine::keys::table;
 use crate::types::{LogId, SnapshotMeta};
+use flotilla_model::store::tables as table;
 
 const MAGIC: &[u8; 8] = b"FLOSNAP1";
 /// Length value that ends the records; a record count follows.

@@ -1,17 +1,17 @@
-//! Property tests of the pure state machine: random command sequences keep its
-//! invariants, replays are idempotent, and two replicas agree byte for byte.
+//! The cross-domain harness: random command sequences of every domain keep
+//! every domain's invariants (`check_invariants`) and the transition rules
+//! below, replays are idempotent, rejected commands change nothing, and two
+//! replicas applying the same log agree byte for byte.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use flotilla_raft::command::{Command, PutManifest, Request, RequestId, Response};
-use flotilla_raft::state_machine::keys::{self, table};
-use flotilla_raft::state_machine::memory::MemoryState;
-use flotilla_raft::state_machine::model::{apply, decode};
-use flotilla_raft::state_machine::records::{
-    BlobRecord, GcState, ManifestContent, ManifestRecord, TagRecord, Tombstone,
-};
-use flotilla_raft::task::{TaskCounters, TaskKind, TaskOptions, TaskRecord, TaskState, TaskUpdate, Trigger};
-use flotilla_raft::{Layout, NodeRecord, NodeState};
+use flotilla_model::apply::{check_invariants, request_key, REQUEST_ID_RETENTION_MS};
+use flotilla_model::blobs::{self, BlobRecord, GcState, Tombstone};
+use flotilla_model::oci::{self, keys, ManifestRecord, PutManifest, TagRecord};
+use flotilla_model::store::{decode, tables as table, MemoryState, StateRead};
+use flotilla_model::system::{self, Layout, NodeRecord, NodeState};
+use flotilla_model::tasks::{self, TaskCounters, TaskKind, TaskOptions, TaskRecord, TaskState, TaskUpdate, Trigger};
+use flotilla_model::{apply, Command, ErrorKind, Request, RequestId, Response};
 use flotilla_storage::Digest;
 use proptest::prelude::*;
 
@@ -212,50 +212,59 @@ impl Harness {
         let command = match op {
             Op::PutBlob { repo, blob, stale } => {
                 let epoch = self.gc().epoch;
-                Command::PutBlob {
+                Command::Oci(oci::Command::PutBlob {
                     repo: REPOS[*repo].into(),
                     digest: blob_digest(*blob),
                     size: u64::from(*blob) * 10,
                     gc_epoch: if *stale { epoch.saturating_sub(1) } else { epoch },
-                }
+                })
             }
-            Op::Collect { blobs, grace, task } => Command::CollectBlobs {
+            Op::Collect { blobs, grace, task } => Command::Blobs(blobs::Command::CollectBlobs {
                 task: task.map(|t| TASK_IDS[t].to_string()),
                 digests: blobs.iter().map(|b| blob_digest(*b)).collect(),
                 unreferenced_before_ms: self.clock.saturating_sub(*grace),
-            },
-            Op::CreateTask { task } => Command::CreateTask(Box::new(TaskRecord::new(
+            }),
+            Op::CreateTask { task } => Command::Tasks(tasks::Command::CreateTask(Box::new(TaskRecord::new(
                 TASK_IDS[*task].into(),
                 TaskKind::Gc,
                 Trigger::Operator,
                 TaskOptions::default(),
                 self.clock,
-            ))),
-            Op::UpdateTask { task, state } => Command::UpdateTask(TaskUpdate {
+            )))),
+            Op::UpdateTask { task, state } => Command::Tasks(tasks::Command::UpdateTask(TaskUpdate {
                 id: TASK_IDS[*task].into(),
                 state: *state,
                 node: Some(1),
                 counters: TaskCounters { scanned: 1, ..TaskCounters::default() },
                 error: None,
                 cursor: Some(format!("{}", self.clock)),
-            }),
-            Op::CancelTask { task } => Command::CancelTask { id: TASK_IDS[*task].into() },
+            })),
+            Op::CancelTask { task } => Command::Tasks(tasks::Command::CancelTask { id: TASK_IDS[*task].into() }),
             Op::Mount { from, repo, blob } => {
-                Command::MountBlob { from: REPOS[*from].into(), repo: REPOS[*repo].into(), digest: blob_digest(*blob) }
+                let mount = oci::Command::MountBlob {
+                    from: REPOS[*from].into(),
+                    repo: REPOS[*repo].into(),
+                    digest: blob_digest(*blob),
+                };
+                Command::Oci(mount)
             }
-            Op::Unlink { repo, blob } => Command::UnlinkBlob { repo: REPOS[*repo].into(), digest: blob_digest(*blob) },
+            Op::Unlink { repo, blob } => {
+                Command::Oci(oci::Command::UnlinkBlob { repo: REPOS[*repo].into(), digest: blob_digest(*blob) })
+            }
             Op::PutManifest { repo, blobs, tag, subject, child } => {
                 let child = child.and_then(|c| self.manifests.get(c as usize).cloned());
                 let manifest = manifest_for(*repo, blobs, *subject, child, *tag);
                 self.manifests.push(manifest.digest.clone());
-                Command::PutManifest(Box::new(manifest))
+                Command::Oci(oci::Command::PutManifest(Box::new(manifest)))
             }
             Op::DeleteManifest { repo, manifest } => {
                 let Some(digest) = self.manifests.get(*manifest as usize).cloned() else { return };
-                Command::DeleteManifest { repo: REPOS[*repo].into(), digest }
+                Command::Oci(oci::Command::DeleteManifest { repo: REPOS[*repo].into(), digest })
             }
-            Op::DeleteTag { repo, tag } => Command::DeleteTag { repo: REPOS[*repo].into(), tag: TAGS[*tag].into() },
-            Op::PutNode { id, capacity } => Command::PutNode(NodeRecord {
+            Op::DeleteTag { repo, tag } => {
+                Command::Oci(oci::Command::DeleteTag { repo: REPOS[*repo].into(), tag: TAGS[*tag].into() })
+            }
+            Op::PutNode { id, capacity } => Command::System(system::Command::PutNode(NodeRecord {
                 id: *id,
                 http_addr: format!("10.0.0.{id}:5000"),
                 rpc_addr: format!("10.0.0.{id}:5001"),
@@ -264,8 +273,8 @@ impl Harness {
                 capacity: *capacity,
                 state: NodeState::Active,
                 joined_ms: self.clock,
-            }),
-            Op::SetNodeState { id, state } => Command::SetNodeState { id: *id, state: *state },
+            })),
+            Op::SetNodeState { id, state } => Command::System(system::Command::SetNodeState { id: *id, state: *state }),
             Op::PutLayout { skew, owners, malformed } => {
                 let version = self.layout().map_or(0, |layout| layout.version) + skew;
                 let partitions = 8u32;
@@ -275,24 +284,25 @@ impl Harness {
                     table[3].clear();
                 }
                 let previous = self.layout().map(|layout| layout.owners);
-                Command::PutLayout(Box::new(Layout {
+                Command::System(system::Command::PutLayout(Box::new(Layout {
                     version,
                     partitions,
                     replication_factor: 3,
                     owners: table,
                     previous,
                     created_ms: self.clock,
-                }))
+                })))
             }
             Op::MarkLayoutSynced { skew } => {
-                Command::MarkLayoutSynced { version: self.layout().map_or(0, |layout| layout.version) + skew }
+                let version = self.layout().map_or(0, |layout| layout.version) + skew;
+                Command::System(system::Command::MarkLayoutSynced { version })
             }
-            Op::Prune { repo, manifests, grace, task } => Command::PruneManifests {
+            Op::Prune { repo, manifests, grace, task } => Command::Oci(oci::Command::PruneManifests {
                 task: task.map(|t| TASK_IDS[t].to_string()),
                 repo: REPOS[*repo].into(),
                 digests: manifests.iter().filter_map(|m| self.manifests.get(*m as usize).cloned()).collect(),
                 created_before_ms: self.clock.saturating_sub(*grace),
-            },
+            }),
             Op::Replay { back } => {
                 let Some((request, response)) = self.history.iter().rev().nth(*back).cloned() else { return };
                 let before = self.state.clone();
@@ -309,8 +319,8 @@ impl Harness {
         let blobs_before: BTreeMap<Vec<u8>, BlobRecord> = self.table(table::BLOB).into_iter().collect();
         let tasks_before: Vec<(Vec<u8>, TaskRecord)> = self.table(table::TASK);
         let gc_before = self.gc();
-        let manifests_before: Vec<(Vec<u8>, ManifestRecord)> = self.table(table::REPO_MANIFEST);
-        let tags_before: Vec<(Vec<u8>, TagRecord)> = self.table(table::TAG);
+        let manifests_before: Vec<(Vec<u8>, ManifestRecord)> = self.table(table::OCI_REPO_MANIFEST);
+        let tags_before: Vec<(Vec<u8>, TagRecord)> = self.table(table::OCI_TAG);
         let response = apply(&mut self.state, &request).unwrap();
         self.check_collection(&request.command, &response, &blobs_before, gc_before);
         self.check_prune(&request.command, &manifests_before, &tags_before);
@@ -357,12 +367,12 @@ impl Harness {
     ) {
         let after: BTreeMap<Vec<u8>, BlobRecord> = self.table(table::BLOB).into_iter().collect();
         match command {
-            Command::CollectBlobs { digests, unreferenced_before_ms, .. } => {
+            Command::Blobs(blobs::Command::CollectBlobs { digests, unreferenced_before_ms, .. }) => {
                 for (key, record) in before {
                     if after.contains_key(key) {
                         continue;
                     }
-                    let listed = digests.iter().any(|d| keys::blob(d) == *key);
+                    let listed = digests.iter().any(|d| blobs::blob_key(d) == *key);
                     assert!(listed, "a blob that was not listed was collected");
                     assert_eq!(record.refcount, 0, "a referenced blob was collected");
                     assert!(
@@ -370,18 +380,18 @@ impl Harness {
                         "a blob inside its grace period was collected"
                     );
                 }
-                if *response == Response::Ok {
+                if !matches!(response, Response::Rejected(_)) {
                     assert_eq!(self.gc().epoch, gc_before.epoch + 1, "each collection is a new epoch");
                     // Every blob that is gone (collected now, or a stray copy without a record) is fenced.
-                    for digest in digests.iter().filter(|d| !after.contains_key(&keys::blob(d))) {
-                        let tombstone: Tombstone = decode(&self.state.entries[&keys::tombstone(digest)]).unwrap();
+                    for digest in digests.iter().filter(|d| !after.contains_key(&blobs::blob_key(d))) {
+                        let tombstone: Tombstone = decode(&self.state.entries[&blobs::tombstone_key(digest)]).unwrap();
                         assert_eq!(tombstone.epoch, gc_before.epoch + 1);
                     }
                 }
             }
-            Command::PutBlob { digest, gc_epoch, .. } => {
+            Command::Oci(oci::Command::PutBlob { digest, gc_epoch, .. }) => {
                 let tombstone =
-                    self.state.entries.get(&keys::tombstone(digest)).map(|b| decode::<Tombstone>(b).unwrap());
+                    self.state.entries.get(&blobs::tombstone_key(digest)).map(|b| decode::<Tombstone>(b).unwrap());
                 if tombstone.is_some_and(|t| t.epoch > *gc_epoch) {
                     assert!(
                         matches!(response, Response::Rejected(_)),
@@ -402,8 +412,10 @@ impl Harness {
         before: &[(Vec<u8>, ManifestRecord)],
         tags_before: &[(Vec<u8>, TagRecord)],
     ) {
-        let Command::PruneManifests { repo, digests, created_before_ms, .. } = command else { return };
-        let tags_after: Vec<(Vec<u8>, TagRecord)> = self.table(table::TAG);
+        let Command::Oci(oci::Command::PruneManifests { repo, digests, created_before_ms, .. }) = command else {
+            return;
+        };
+        let tags_after: Vec<(Vec<u8>, TagRecord)> = self.table(table::OCI_TAG);
         assert_eq!(&tags_after, tags_before, "pruning changed a tag");
         for digest in digests {
             let key = keys::repo_manifest(repo, digest);
@@ -430,11 +442,11 @@ impl Harness {
     }
 
     fn gc(&self) -> GcState {
-        self.state.entries.get(&keys::gc_state()).map(|bytes| decode(bytes).unwrap()).unwrap_or_default()
+        blobs::Reader::new(&self.state as &dyn StateRead).gc_state().unwrap()
     }
 
     fn layout(&self) -> Option<Layout> {
-        self.state.entries.get(&keys::layout()).map(|bytes| decode(bytes).unwrap())
+        system::Reader::new(&self.state as &dyn StateRead).layout().unwrap()
     }
 
     fn removed_nodes(&self) -> BTreeSet<u64> {
@@ -455,80 +467,9 @@ impl Harness {
     }
 
     fn check_invariants(&self) {
-        let blobs: BTreeMap<Vec<u8>, BlobRecord> = self.table(table::BLOB).into_iter().collect();
-        let manifests: Vec<(Vec<u8>, ManifestRecord)> = self.table(table::REPO_MANIFEST);
-        // Reference counts equal the references that exist.
-        let mut expected_refs: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
-        for (_, record) in &manifests {
-            for blob in &record.blobs {
-                let key = keys::blob(blob);
-                assert!(blobs.contains_key(&key), "manifest points at a missing blob {blob}");
-                *expected_refs.entry(key).or_default() += 1;
-            }
+        if let Err(violation) = check_invariants(&self.state) {
+            panic!("{violation}\nafter {:?}", self.history.last());
         }
-        for (key, record) in &blobs {
-            let expected = expected_refs.get(key).copied().unwrap_or(0);
-            assert_eq!(record.refcount, expected, "blob refcount");
-            assert_eq!(record.unreferenced_since_ms.is_some(), expected == 0, "unreferenced_since iff refcount 0");
-        }
-        // Content refcount equals the number of repositories holding the manifest.
-        let contents: Vec<(Vec<u8>, ManifestContent)> = self.table(table::CONTENT);
-        for (key, content) in &contents {
-            let (digest, _) = Digest::from_key_bytes(&key[1..]).unwrap();
-            let holders =
-                REPOS.iter().filter(|r| self.state.entries.contains_key(&keys::repo_manifest(r, &digest))).count();
-            assert_eq!(content.refcount as usize, holders, "content refcount of {digest}");
-        }
-        for repo in REPOS {
-            // Every tag points at a manifest of its repository.
-            for tag in TAGS {
-                if let Some(bytes) = self.state.entries.get(&keys::tag(repo, tag)) {
-                    let record: TagRecord = decode(bytes).unwrap();
-                    assert!(
-                        self.state.entries.contains_key(&keys::repo_manifest(repo, &record.digest)),
-                        "dangling tag {repo}:{tag}"
-                    );
-                    assert!(self.state.entries.contains_key(&keys::content(&record.digest)), "tag without content");
-                }
-            }
-        }
-        // A link needs the blob's record, and the reverse index matches the links one for one.
-        let links: Vec<Vec<u8>> = self.state.entries.keys().filter(|k| k[0] == table::REPO_BLOB).cloned().collect();
-        let reverse = self.state.entries.keys().filter(|k| k[0] == table::BLOB_LINK).count();
-        assert_eq!(links.len(), reverse, "every link has its reverse entry");
-        for repo in REPOS {
-            for blob in 0u8..6 {
-                let digest = blob_digest(blob);
-                let linked = self.state.entries.contains_key(&keys::repo_blob(repo, &digest));
-                assert_eq!(linked, self.state.entries.contains_key(&keys::blob_link(&digest, repo)));
-                if linked {
-                    assert!(blobs.contains_key(&keys::blob(&digest)), "{repo} links collected blob {digest}");
-                }
-            }
-        }
-        // Tombstones and their epoch index agree, and no epoch is ahead of the state's.
-        let gc = self.gc();
-        let tombstones: Vec<(Vec<u8>, Tombstone)> = self.table(table::TOMBSTONE);
-        let by_epoch: Vec<(u64, Digest)> = self
-            .state
-            .entries
-            .keys()
-            .filter(|k| k[0] == table::TOMBSTONE_EPOCH)
-            .map(|k| keys::tombstone_epoch_parts(k).unwrap())
-            .collect();
-        assert_eq!(tombstones.len(), by_epoch.len());
-        for (epoch, digest) in &by_epoch {
-            let tombstone: Tombstone = decode(&self.state.entries[&keys::tombstone(digest)]).unwrap();
-            assert_eq!(tombstone.epoch, *epoch);
-            assert!(*epoch <= gc.epoch && gc.floor <= gc.epoch);
-        }
-        // At most one task of a kind is active.
-        let active = self.table::<TaskRecord>(table::TASK).into_iter().filter(|(_, t)| !t.state.is_terminal()).count();
-        assert!(active <= 1, "{active} gc tasks active at once");
-        // Referrer entries match manifests with a subject, one for one.
-        let referrer_count = self.state.entries.keys().filter(|k| k[0] == table::REFERRER).count();
-        let with_subject = manifests.iter().filter(|(_, m)| m.subject.is_some()).count();
-        assert_eq!(referrer_count, with_subject);
     }
 }
 
@@ -562,29 +503,35 @@ proptest! {
 fn a_manifest_with_an_unlinked_blob_is_rejected() {
     let mut state = MemoryState::default();
     let manifest = manifest_for(0, &BTreeSet::from([1]), None, None, Some(0));
-    let request = Request { request_id: RequestId(1), time_ms: 1, command: Command::PutManifest(Box::new(manifest)) };
+    let command = Command::Oci(oci::Command::PutManifest(Box::new(manifest)));
+    let request = Request { request_id: RequestId(1), time_ms: 1, command };
     match apply(&mut state, &request).unwrap() {
-        Response::Rejected(rejection) => assert_eq!(rejection.digest, Some(blob_digest(1))),
+        Response::Rejected(rejection) => {
+            assert_eq!(rejection.digest(), Some(blob_digest(1).to_string().as_str()));
+            assert_eq!(
+                (rejection.kind, rejection.code.as_str()),
+                (ErrorKind::PreconditionFailed, oci::code::MANIFEST_BLOB_UNKNOWN)
+            );
+        }
         other => panic!("expected a rejection, got {other:?}"),
     }
 }
 
 #[test]
 fn request_ids_expire_after_the_retention() {
-    use flotilla_raft::state_machine::model::REQUEST_ID_RETENTION_MS;
     let mut state = MemoryState::default();
     let first = Request {
         request_id: RequestId(1),
         time_ms: 10,
-        command: Command::DeleteTag { repo: "a".into(), tag: "x".into() },
+        command: Command::Oci(oci::Command::DeleteTag { repo: "a".into(), tag: "x".into() }),
     };
     apply(&mut state, &first).unwrap();
-    assert!(state.entries.contains_key(&keys::request(RequestId(1))));
+    assert!(state.entries.contains_key(&request_key(RequestId(1))));
     let later =
         Request { request_id: RequestId(2), time_ms: 11 + REQUEST_ID_RETENTION_MS, command: first.command.clone() };
     apply(&mut state, &later).unwrap();
-    assert!(!state.entries.contains_key(&keys::request(RequestId(1))));
-    assert!(state.entries.contains_key(&keys::request(RequestId(2))));
+    assert!(!state.entries.contains_key(&request_key(RequestId(1))));
+    assert!(state.entries.contains_key(&request_key(RequestId(2))));
 }
 
 #[test]
@@ -597,27 +544,29 @@ fn collection_forgets_unreferenced_blobs_after_the_grace_and_fences_old_uploads(
     };
     let (kept, dropped) = (blob_digest(1), blob_digest(2));
     for digest in [&kept, &dropped] {
-        let put = Command::PutBlob { repo: "a".into(), digest: digest.clone(), size: 3, gc_epoch: 0 };
+        let put =
+            Command::Oci(oci::Command::PutBlob { repo: "a".into(), digest: digest.clone(), size: 3, gc_epoch: 0 });
         assert_eq!(run(&mut state, 100, put), Response::Ok);
     }
     let manifest = manifest_for(0, &BTreeSet::from([1]), None, None, Some(0));
-    assert_eq!(run(&mut state, 110, Command::PutManifest(Box::new(manifest))), Response::Ok);
+    assert_eq!(run(&mut state, 110, Command::Oci(oci::Command::PutManifest(Box::new(manifest)))), Response::Ok);
     let both = vec![kept.clone(), dropped.clone()];
     // Inside the grace period nothing goes.
-    let early = Command::CollectBlobs { task: None, digests: both.clone(), unreferenced_before_ms: 99 };
-    assert_eq!(run(&mut state, 120, early), Response::Ok);
-    assert!(state.entries.contains_key(&keys::blob(&dropped)));
+    let collect = |digests: Vec<Digest>, unreferenced_before_ms| {
+        Command::Blobs(blobs::Command::CollectBlobs { task: None, digests, unreferenced_before_ms })
+    };
+    let collected =
+        |blobs, bytes| Response::Applied(flotilla_model::Outcome::Blobs(blobs::Outcome::Collected { blobs, bytes }));
+    assert_eq!(run(&mut state, 120, collect(both.clone(), 99)), collected(0, 0));
+    assert!(state.entries.contains_key(&blobs::blob_key(&dropped)));
     // After it, only the unreferenced blob goes, with its link.
-    let late = Command::CollectBlobs { task: None, digests: both, unreferenced_before_ms: 100 };
-    assert_eq!(run(&mut state, 130, late), Response::Ok);
-    assert!(state.entries.contains_key(&keys::blob(&kept)));
-    assert!(!state.entries.contains_key(&keys::blob(&dropped)));
+    assert_eq!(run(&mut state, 130, collect(both, 100)), collected(1, 3));
+    assert!(state.entries.contains_key(&blobs::blob_key(&kept)));
+    assert!(!state.entries.contains_key(&blobs::blob_key(&dropped)));
     assert!(!state.entries.contains_key(&keys::repo_blob("a", &dropped)));
     // An upload that began before the collection (epoch 1) must upload again; a later one records the blob.
-    let stale = Command::PutBlob { repo: "a".into(), digest: dropped.clone(), size: 3, gc_epoch: 1 };
-    assert!(
-        matches!(run(&mut state, 140, stale), Response::Rejected(r) if r.kind == flotilla_raft::command::RejectionKind::BlobCollected)
-    );
-    let fresh = Command::PutBlob { repo: "a".into(), digest: dropped.clone(), size: 3, gc_epoch: 2 };
+    let stale = Command::Oci(oci::Command::PutBlob { repo: "a".into(), digest: dropped.clone(), size: 3, gc_epoch: 1 });
+    assert!(matches!(run(&mut state, 140, stale), Response::Rejected(r) if r.code == blobs::code::BLOB_COLLECTED));
+    let fresh = Command::Oci(oci::Command::PutBlob { repo: "a".into(), digest: dropped.clone(), size: 3, gc_epoch: 2 });
     assert_eq!(run(&mut state, 150, fresh), Response::Ok);
 }

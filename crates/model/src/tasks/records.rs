@@ -9,14 +9,10 @@
 //!       │            ├──────► failed
 //!       └────────────┴──────► cancelled      (terminal states never change)
 //! ```
-//!
-//! At most one task of each kind is scheduled or running at a time. The work
-//! itself is done by the node crate; this module only holds the records and
-//! the rules `apply` enforces.
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::NodeId;
+use crate::system::NodeId;
 
 /// Finished, failed and cancelled tasks kept for the operator to look at; older ones are dropped.
 pub const TASKS_KEPT: usize = 100;

@@ -1,8 +1,9 @@
-//! An in-memory state store: the model that property tests drive.
+//! An in-memory state store: what property tests drive, and the state behind
+//! the in-memory metadata service that handler tests use.
 
 use std::collections::BTreeMap;
 
-use super::{KeyValues, StateRead, StateWrite, StoreError};
+use super::{KeyValues, StateRead, StateSource, StateWrite, StoreError};
 
 /// A `BTreeMap` key-value view with the same ordering as RocksDB.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -38,5 +39,22 @@ impl StateWrite for MemoryState {
 
     fn delete(&mut self, key: &[u8]) {
         self.entries.remove(key);
+    }
+}
+
+impl StateSource for MemoryState {
+    fn snapshot(&self) -> Box<dyn StateRead + '_> {
+        // A shared borrow already excludes writes for as long as the view lives.
+        Box::new(self)
+    }
+}
+
+impl StateRead for &MemoryState {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get(key)
+    }
+
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<KeyValues, StoreError> {
+        (**self).scan(prefix, after, limit)
     }
 }

@@ -1,18 +1,27 @@
-//! The replicated records of the cluster's shape: its nodes and the
+//! The records of the cluster's shape: its settings, its nodes and the
 //! partition layout that places blobs on them.
 //!
 //! Raft membership says who votes and who receives the log; these records say
 //! what the rest of the system needs to know about each node (zone, capacity,
 //! whether it is being drained or was removed) and which nodes own each
 //! partition of the blob space. Computing a layout is the node crate's job
-//! (placement); this crate only stores it and checks that versions advance
+//! (placement); this domain only stores it and checks that versions advance
 //! one at a time.
 
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::NodeId;
+use super::NodeId;
+
+/// Cluster-wide settings, one record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSettings {
+    /// Random id fixed when the cluster is created; nodes of other clusters are refused.
+    pub cluster_id: String,
+    /// Secret (hex) that signs registry bearer tokens; the same on every node.
+    pub token_secret: String,
+}
 
 /// Where a node is in its life in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
