@@ -23,9 +23,15 @@ use prometheus_client::registry::Registry;
 use flotilla_raft::MetaClient;
 
 /// Installs the global tracing subscriber (`RUST_LOG` filters, default `info`).
+/// Colours only when stderr is a terminal: a log redirected to a file or a
+/// pipe (`scripts/run.sh > log`, systemd, containers) stays plain text.
 pub fn init_logging(format: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if format == "json" {
         builder.json().init();
     } else {
