@@ -6,12 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use flotilla_model::apply::{check_invariants, request_key, REQUEST_ID_RETENTION_MS};
-use flotilla_model::blobs::{self, BlobRecord, GcState, Tombstone};
+use flotilla_model::blobs::{self, BackfillCursor, BlobRecord, GcState, Tombstone};
 use flotilla_model::oci::{self, keys, ManifestRecord, PutManifest, TagRecord};
 use flotilla_model::store::{decode, tables as table, MemoryState, StateRead};
 use flotilla_model::system::{self, Layout, NodeRecord, NodeState};
 use flotilla_model::tasks::{self, TaskCounters, TaskKind, TaskOptions, TaskRecord, TaskState, TaskUpdate, Trigger};
-use flotilla_model::{apply, Command, ErrorKind, Request, RequestId, Response};
+use flotilla_model::{apply, Command, ErrorKind, Outcome, Request, RequestId, Response};
 use flotilla_storage::Digest;
 use proptest::prelude::*;
 
@@ -99,6 +99,10 @@ enum Op {
     Replay {
         back: usize,
     },
+    /// One batch of the backfill, from the start or from the cursor it returned last.
+    Backfill {
+        restart: bool,
+    },
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -153,6 +157,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         }),
         (0u64..2).prop_map(|skew| Op::MarkLayoutSynced { skew }),
         (0usize..8).prop_map(|back| Op::Replay { back }),
+        proptest::bool::weighted(0.3).prop_map(|restart| Op::Backfill { restart }),
         (
             0..REPOS.len(),
             proptest::collection::btree_set(0u8..16, 0..5),
@@ -200,11 +205,19 @@ struct Harness {
     /// Manifest digests ever pushed, so deletes and index children can name them.
     manifests: Vec<Digest>,
     clock: u64,
+    /// Where the next backfill batch starts.
+    backfill: BackfillCursor,
 }
 
 impl Harness {
     fn new() -> Self {
-        Harness { state: MemoryState::default(), history: Vec::new(), manifests: Vec::new(), clock: 1_000 }
+        Harness {
+            state: MemoryState::default(),
+            history: Vec::new(),
+            manifests: Vec::new(),
+            clock: 1_000,
+            backfill: BackfillCursor::start(),
+        }
     }
 
     fn run(&mut self, op: &Op) {
@@ -303,6 +316,12 @@ impl Harness {
                 digests: manifests.iter().filter_map(|m| self.manifests.get(*m as usize).cloned()).collect(),
                 created_before_ms: self.clock.saturating_sub(*grace),
             }),
+            Op::Backfill { restart } => {
+                if *restart {
+                    self.backfill = BackfillCursor::start();
+                }
+                Command::Blobs(blobs::Command::Backfill { from: self.backfill.clone() })
+            }
             Op::Replay { back } => {
                 let Some((request, response)) = self.history.iter().rev().nth(*back).cloned() else { return };
                 let before = self.state.clone();
@@ -322,6 +341,9 @@ impl Harness {
         let manifests_before: Vec<(Vec<u8>, ManifestRecord)> = self.table(table::OCI_REPO_MANIFEST);
         let tags_before: Vec<(Vec<u8>, TagRecord)> = self.table(table::OCI_TAG);
         let response = apply(&mut self.state, &request).unwrap();
+        if let Response::Applied(Outcome::Blobs(blobs::Outcome::Backfilled { next })) = &response {
+            self.backfill = next.clone().unwrap_or_else(BackfillCursor::start);
+        }
         self.check_collection(&request.command, &response, &blobs_before, gc_before);
         self.check_prune(&request.command, &manifests_before, &tags_before);
         // An ended task never changes again (it may only be dropped to keep the list short).
@@ -569,4 +591,49 @@ fn collection_forgets_unreferenced_blobs_after_the_grace_and_fences_old_uploads(
     assert!(matches!(run(&mut state, 140, stale), Response::Rejected(r) if r.code == blobs::code::BLOB_COLLECTED));
     let fresh = Command::Oci(oci::Command::PutBlob { repo: "a".into(), digest: dropped.clone(), size: 3, gc_epoch: 2 });
     assert_eq!(run(&mut state, 150, fresh), Response::Ok);
+}
+
+/// A state as 0.1.0 left it — counts but no holder rows, no unreferenced
+/// index — is made whole by the backfill, after which every invariant holds
+/// and deleting a manifest counted before the rows existed still frees its blobs.
+#[test]
+fn the_backfill_completes_a_state_written_before_holder_rows() {
+    let mut state = MemoryState::default();
+    let mut id = 0u128;
+    let mut run = |state: &mut MemoryState, command: Command| {
+        id += 1;
+        apply(state, &Request { request_id: RequestId(id), time_ms: 100 + id as u64, command }).unwrap()
+    };
+    for blob in 0..3 {
+        let put = oci::Command::PutBlob { repo: "a".into(), digest: blob_digest(blob), size: 3, gc_epoch: 0 };
+        run(&mut state, Command::Oci(put));
+    }
+    let first = manifest_for(0, &BTreeSet::from([0, 1]), None, None, Some(0));
+    let second = manifest_for(0, &BTreeSet::from([1]), None, None, None);
+    for manifest in [&first, &second] {
+        run(&mut state, Command::Oci(oci::Command::PutManifest(Box::new(manifest.clone()))));
+    }
+    // What 0.1.0 kept: drop the rows and the index (the counts stay).
+    state.entries.retain(|key, _| key[0] != table::BLOB_REF && key[0] != table::BLOB_UNREFERENCED);
+    assert!(check_invariants(&state).is_err(), "the harness sees what is missing");
+    let mut from = BackfillCursor::start();
+    loop {
+        match run(&mut state, Command::Blobs(blobs::Command::Backfill { from: from.clone() })) {
+            Response::Applied(Outcome::Blobs(blobs::Outcome::Backfilled { next: Some(next) })) => from = next,
+            Response::Applied(Outcome::Blobs(blobs::Outcome::Backfilled { next: None })) => break,
+            other => panic!("backfill answered {other:?}"),
+        }
+    }
+    check_invariants(&state).unwrap();
+    assert!(blobs::Reader::new(&state as &dyn StateRead).gc_state().unwrap().indexed);
+    let delete = oci::Command::DeleteManifest { repo: "a".into(), digest: first.digest.clone() };
+    run(&mut state, Command::Oci(delete));
+    check_invariants(&state).unwrap();
+    let reader = blobs::Reader::new(&state as &dyn StateRead);
+    assert_eq!(reader.blob(&blob_digest(0)).unwrap().unwrap().refcount, 0);
+    assert_eq!(reader.blob(&blob_digest(1)).unwrap().unwrap().refcount, 1);
+    let unreferenced: Vec<Digest> =
+        reader.unreferenced(u64::MAX, None, 10).unwrap().into_iter().map(|(_, d)| d).collect();
+    // Oldest first: blob 2 was never held, blob 0 only until the delete.
+    assert_eq!(unreferenced, [blob_digest(2), blob_digest(0)]);
 }

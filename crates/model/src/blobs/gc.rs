@@ -40,7 +40,7 @@ pub(super) fn collect_blobs(
             if !unreferenced_long_enough {
                 continue;
             }
-            tx.delete(&blob_key);
+            super::forget_record(tx, digest, &record);
             crate::oci::forget_blob(tx, digest)?;
             collected.blobs += 1;
             collected.bytes += record.size;

@@ -2,8 +2,12 @@
 //! reference counts and garbage collection's tombstones.
 //!
 //! This is a shared kernel: a domain whose records hold blob bytes records
-//! them with [`record_blob`] (the garbage-collection fence) and counts its
-//! references with [`adjust_refcount`]. Its own command is the collection.
+//! them with [`record_blob`] (the garbage-collection fence), then adds a
+//! holder row with [`add_ref`] and drops it with [`drop_ref`]; the count is
+//! the number of rows (`refs`). Blobs held by nobody are listed by the time
+//! they became unreferenced, so garbage collection reads only garbage. Its
+//! own commands are the collection and the backfill of what 0.1.0 did not
+//! keep (holder rows, the unreferenced index).
 //!
 //! Rules `apply` enforces: a blob recorded twice has one size; an upload
 //! whose bytes were written before a collection of the blob that the
@@ -11,9 +15,11 @@
 //! still unreferenced after the grace period, and fences each one with a
 //! tombstone in a new epoch.
 
+mod backfill;
 mod gc;
 mod reader;
 mod records;
+mod refs;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,11 +27,15 @@ use flotilla_storage::{Digest, ErrorKind};
 
 use crate::domain::Domain;
 use crate::rejection::{Refusal, Rejection};
-use crate::store::{decode, for_each_entry, get_json, key, put_json, tables, StateRead, StoreError, Tx};
+use crate::store::codec::{KeyReader, KeyWriter};
+use crate::store::{decode, for_each_entry, get_json, key, put_json, tables, StateRead, StateWrite, StoreError, Tx};
 
+pub use backfill::{BackfillCursor, BACKFILL_BATCH};
 pub use gc::{MAX_COLLECT_BATCH, TOMBSTONE_RETENTION_MS};
 pub use reader::Reader;
 pub use records::{BlobRecord, GcState, Tombstone};
+pub(crate) use refs::backfill_ref;
+pub use refs::{add_ref, drop_ref, holders, is_held_by, recount, row_parts, Holder};
 
 /// Refusal codes of this domain.
 pub mod code {
@@ -45,13 +55,20 @@ pub enum Command {
     /// gets a tombstone in a new epoch, from which every node deletes its
     /// copy. Counted into `task`; refused if that task is terminal.
     CollectBlobs { task: Option<String>, digests: Vec<Digest>, unreferenced_before_ms: u64 },
+    /// Writes, for at most [`BACKFILL_BATCH`] records from `from` on, what a
+    /// state written by 0.1.0 lacks: the unreferenced index entry of each
+    /// blob record, then the holder rows of each OCI manifest. The last batch
+    /// marks the state complete (`GcState::indexed`).
+    Backfill { from: BackfillCursor },
 }
 
-/// What a collection did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a blobs command did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// Blob records forgotten by this command, and their bytes.
     Collected { blobs: u64, bytes: u64 },
+    /// Where the next backfill batch starts; `None` when it is complete.
+    Backfilled { next: Option<BackfillCursor> },
 }
 
 /// The blobs domain.
@@ -65,6 +82,7 @@ impl Domain for Blobs {
     fn command_name(command: &Command) -> &'static str {
         match command {
             Command::CollectBlobs { .. } => "blobs.collect",
+            Command::Backfill { .. } => "blobs.backfill",
         }
     }
 
@@ -73,6 +91,7 @@ impl Domain for Blobs {
             Command::CollectBlobs { task, digests, unreferenced_before_ms } => {
                 gc::collect_blobs(tx, task.as_deref(), digests, *unreferenced_before_ms)
             }
+            Command::Backfill { from } => Ok(Outcome::Backfilled { next: backfill::run(tx, from)? }),
         }
     }
 
@@ -83,14 +102,44 @@ impl Domain for Blobs {
 
 fn check_invariants(store: &dyn StateRead) -> Result<(), StoreError> {
     let violation = |message: String| Err(StoreError(message));
+    let mut unreferenced = 0;
     for_each_entry(store, &[tables::BLOB], |key, value| {
         let record: BlobRecord = decode(value)?;
+        let digest = blob_digest_of(key).ok_or_else(|| StoreError(format!("malformed blob key {key:?}")))?;
         if record.unreferenced_since_ms.is_some() != (record.refcount == 0) {
-            let digest = blob_digest_of(key).map_or_else(|| format!("{key:?}"), |digest| digest.to_string());
             return violation(format!("blob {digest}: unreferenced_since set iff refcount is 0"));
+        }
+        let rows = recount(store, &digest)?;
+        if record.refcount != rows {
+            return violation(format!("blob {digest} counts {} holders, {rows} rows exist", record.refcount));
+        }
+        if let Some(since) = record.unreferenced_since_ms {
+            unreferenced += 1;
+            if store.get(&unreferenced_key(since, &digest))?.is_none() {
+                return violation(format!("unreferenced blob {digest} is not indexed under {since}"));
+            }
         }
         Ok(())
     })?;
+    let mut indexed = 0;
+    for_each_entry(store, &[tables::BLOB_UNREFERENCED], |_, _| {
+        indexed += 1;
+        Ok(())
+    })?;
+    if indexed != unreferenced {
+        return violation(format!("{indexed} unreferenced index entries for {unreferenced} unreferenced blobs"));
+    }
+    let mut rows_without_record = None;
+    for_each_entry(store, &[tables::BLOB_REF], |key, _| {
+        let digest = refs::digest_of_row(key).ok_or_else(|| StoreError(format!("malformed holder row {key:?}")))?;
+        if store.get(&blob_key(&digest))?.is_none() {
+            rows_without_record = Some(digest);
+        }
+        Ok(())
+    })?;
+    if let Some(digest) = rows_without_record {
+        return violation(format!("a holder row names {digest}, which has no record"));
+    }
     let gc = get_json::<GcState>(store, &gc_state_key())?.unwrap_or_default();
     if gc.floor > gc.epoch {
         return violation(format!("gc floor {} above epoch {}", gc.floor, gc.epoch));
@@ -132,15 +181,15 @@ pub fn record_blob(tx: &mut Tx<'_>, digest: &Digest, size: u64, gc_epoch: u64) -
         }
         Some(existing) => {
             if existing.refcount == 0 {
-                let record = BlobRecord { unreferenced_since_ms: Some(tx.now_ms), ..existing };
-                put_json(tx, blob_key, &record);
+                let record = BlobRecord { unreferenced_since_ms: Some(tx.now_ms), ..existing.clone() };
+                store_record(tx, digest, Some(&existing), &record);
             }
             Ok(())
         }
         None => {
             let now = tx.now_ms;
             let record = BlobRecord { size, refcount: 0, created_ms: now, unreferenced_since_ms: Some(now) };
-            put_json(tx, blob_key, &record);
+            store_record(tx, digest, None, &record);
             Ok(())
         }
     }
@@ -149,14 +198,13 @@ pub fn record_blob(tx: &mut Tx<'_>, digest: &Digest, size: u64, gc_epoch: u64) -
 /// A blob already recorded is pushed again (an OCI mount): its grace period
 /// starts over. Refused if the blob has no record.
 pub fn touch_blob(tx: &mut Tx<'_>, digest: &Digest) -> Result<(), Refusal> {
-    let blob_key = blob_key(digest);
-    let Some(mut record) = get_json::<BlobRecord>(tx, &blob_key)? else {
+    let Some(existing) = get_json::<BlobRecord>(tx, &blob_key(digest))? else {
         let rejection = Rejection::new(ErrorKind::NotFound, code::BLOB_UNKNOWN, "blob unknown to this registry");
         return Err(rejection.with_digest(digest).into());
     };
-    if record.refcount == 0 {
-        record.unreferenced_since_ms = Some(tx.now_ms);
-        put_json(tx, blob_key, &record);
+    if existing.refcount == 0 {
+        let record = BlobRecord { unreferenced_since_ms: Some(tx.now_ms), ..existing.clone() };
+        store_record(tx, digest, Some(&existing), &record);
     }
     Ok(())
 }
@@ -166,22 +214,57 @@ pub fn is_recorded(store: &(impl StateRead + ?Sized), digest: &Digest) -> Result
     Ok(store.get(&blob_key(digest))?.is_some())
 }
 
-/// Adds `delta` references to a recorded blob; a blob whose count reaches zero
-/// starts its grace period.
-pub fn adjust_refcount(tx: &mut Tx<'_>, digest: &Digest, delta: i64) -> Result<(), Refusal> {
-    let key = blob_key(digest);
-    let Some(mut record) = get_json::<BlobRecord>(tx, &key)? else {
+/// Adds `delta` references to a recorded blob (only `refs` calls it, with the
+/// rows); a blob whose count reaches zero starts its grace period.
+fn adjust_refcount(tx: &mut Tx<'_>, digest: &Digest, delta: i64) -> Result<(), Refusal> {
+    let Some(existing) = get_json::<BlobRecord>(tx, &blob_key(digest))? else {
         debug_assert!(delta < 0, "a referenced blob always has a record");
         return Ok(());
     };
-    record.refcount = record.refcount.saturating_add_signed(delta);
-    record.unreferenced_since_ms = match (record.refcount, record.unreferenced_since_ms) {
+    let refcount = existing.refcount.saturating_add_signed(delta);
+    let unreferenced_since_ms = match (refcount, existing.unreferenced_since_ms) {
         (0, None) => Some(tx.now_ms),
         (0, since) => since,
         _ => None,
     };
-    put_json(tx, key, &record);
+    let record = BlobRecord { refcount, unreferenced_since_ms, ..existing.clone() };
+    store_record(tx, digest, Some(&existing), &record);
     Ok(())
+}
+
+/// Stores a blob record, keeping the unreferenced index in step with its
+/// `unreferenced_since_ms` (the one place records are written).
+fn store_record(tx: &mut Tx<'_>, digest: &Digest, before: Option<&BlobRecord>, record: &BlobRecord) {
+    let since_before = before.and_then(|before| before.unreferenced_since_ms);
+    if since_before != record.unreferenced_since_ms {
+        if let Some(since) = since_before {
+            tx.delete(&unreferenced_key(since, digest));
+        }
+        if let Some(since) = record.unreferenced_since_ms {
+            tx.put(unreferenced_key(since, digest), Vec::new());
+        }
+    }
+    put_json(tx, blob_key(digest), record);
+}
+
+/// Forgets a blob record and its index entry (garbage collection).
+fn forget_record(tx: &mut Tx<'_>, digest: &Digest, record: &BlobRecord) {
+    if let Some(since) = record.unreferenced_since_ms {
+        tx.delete(&unreferenced_key(since, digest));
+    }
+    tx.delete(&blob_key(digest));
+}
+
+/// Unreferenced blobs in the order they became so.
+fn unreferenced_key(since_ms: u64, digest: &Digest) -> Vec<u8> {
+    KeyWriter::table(tables::BLOB_UNREFERENCED).u64(since_ms).digest(digest).finish()
+}
+
+/// Splits an unreferenced-index key into its time and digest.
+fn unreferenced_parts(key: &[u8]) -> Option<(u64, Digest)> {
+    let mut reader = KeyReader::table(key, tables::BLOB_UNREFERENCED)?;
+    let parts = (reader.u64()?, reader.digest()?);
+    reader.is_done().then_some(parts)
 }
 
 /// Refuses a blob whose bytes were written before a collection of it that the writer had not seen.

@@ -3,8 +3,8 @@
 use flotilla_storage::Digest;
 
 use super::{
-    blob_digest_of, blob_key, gc_state_key, tombstone_epoch_key, tombstone_epoch_parts, tombstone_key, BlobRecord,
-    GcState, Tombstone,
+    blob_digest_of, blob_key, gc_state_key, tombstone_epoch_key, tombstone_epoch_parts, tombstone_key,
+    unreferenced_key, unreferenced_parts, BlobRecord, GcState, Tombstone,
 };
 use crate::catalog::MAX_PAGE;
 use crate::store::{decode, get_json, tables, StoreError, View};
@@ -34,6 +34,35 @@ impl<'s> Reader<'s> {
             blobs.push((digest, decode(&value)?));
         }
         Ok(blobs)
+    }
+
+    /// Blobs held by nothing since `before_ms` or earlier, oldest first,
+    /// strictly after `after` (a time and digest), at most `limit`:
+    /// `(unreferenced_since_ms, digest)`. What garbage collection reads: its
+    /// cost follows the garbage, not the number of blobs.
+    pub fn unreferenced(
+        &self,
+        before_ms: u64,
+        after: Option<(u64, &Digest)>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Digest)>, StoreError> {
+        let start = after.map(|(since, digest)| unreferenced_key(since, digest));
+        let entries = self.store.scan(&[tables::BLOB_UNREFERENCED], start.as_deref(), limit.min(MAX_PAGE))?;
+        let mut blobs = Vec::with_capacity(entries.len());
+        for (key, _) in entries {
+            let (since, digest) =
+                unreferenced_parts(&key).ok_or_else(|| StoreError("malformed unreferenced key".into()))?;
+            if since > before_ms {
+                break;
+            }
+            blobs.push((since, digest));
+        }
+        Ok(blobs)
+    }
+
+    /// The records holding a blob, from its holder rows.
+    pub fn holders(&self, digest: &Digest) -> Result<Vec<super::Holder>, StoreError> {
+        super::holders(&*self.store, digest)
     }
 
     /// Garbage-collection epochs (zero before the first collection).

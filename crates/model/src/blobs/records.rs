@@ -6,9 +6,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRecord {
     pub size: u64,
-    /// Number of records that hold this blob (today: OCI manifests, one per
-    /// repository holding the manifest); garbage collection takes only blobs
-    /// held by none.
+    /// Number of holder rows (`refs`): records of any domain that hold this
+    /// blob; garbage collection takes only blobs held by none.
     pub refcount: u64,
     pub created_ms: u64,
     /// When `refcount` last became zero (or the blob was recorded unreferenced);
@@ -34,4 +33,9 @@ pub struct GcState {
     /// Tombstones of epochs up to here have expired; an upload that began
     /// before it cannot be checked against them and is refused.
     pub floor: u64,
+    /// Every record has its holder rows and unreferenced index entry. False in
+    /// a state 0.1.0 wrote until the backfill (`Command::Backfill`) ends;
+    /// garbage collection runs the backfill first.
+    #[serde(default)]
+    pub indexed: bool,
 }

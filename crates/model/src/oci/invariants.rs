@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use flotilla_storage::Digest;
 
 use super::{keys, ManifestContent, ManifestRecord, TagRecord};
-use crate::blobs::{self, BlobRecord};
+use crate::blobs::{self, Holder};
 use crate::store::{decode, for_each_entry, get_json, tables, StateRead, StoreError};
 
 fn violation(message: String) -> Result<(), StoreError> {
@@ -44,32 +44,35 @@ pub(super) fn check(store: &dyn StateRead) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Every manifest's blobs are recorded, and each blob's count equals the
-/// manifest records that list it (OCI manifests are the only holders today).
+/// Every manifest's blobs are recorded and held by the manifest's row, and
+/// every manifest holder row belongs to a manifest that lists its blob.
 fn check_blob_references(
     store: &dyn StateRead,
     manifests: &[(String, Digest, ManifestRecord)],
 ) -> Result<(), StoreError> {
-    let mut expected: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+    let mut listed = BTreeSet::new();
     for (repo, digest, record) in manifests {
+        let holder = Holder::OciManifest { repo: repo.clone(), manifest: digest.clone() };
         for blob in &record.blobs {
             if !blobs::is_recorded(store, blob)? {
                 return violation(format!("manifest {digest} of {repo} holds a blob with no record: {blob}"));
             }
-            *expected.entry(blobs::blob_key(blob)).or_default() += 1;
+            if !blobs::is_held_by(store, blob, &holder)? {
+                return violation(format!("manifest {digest} of {repo} lists {blob} without its holder row"));
+            }
+            listed.insert((blob.clone(), holder.clone()));
         }
     }
-    let mut result = Ok(());
-    for_each_entry(store, &[tables::BLOB], |key, value| {
-        let record: BlobRecord = decode(value)?;
-        let holders = expected.get(key).copied().unwrap_or(0);
-        if record.refcount != holders {
-            let digest = blobs::blob_digest_of(key).map_or_else(|| format!("{key:?}"), |digest| digest.to_string());
-            result = violation(format!("blob {digest} counts {} references, {holders} exist", record.refcount));
+    let mut stray = None;
+    for_each_entry(store, &[tables::BLOB_REF], |key, _| {
+        let (blob, holder) =
+            blobs::row_parts(key).ok_or_else(|| StoreError(format!("malformed holder row {key:?}")))?;
+        if matches!(holder, Holder::OciManifest { .. }) && !listed.contains(&(blob.clone(), holder.clone())) {
+            stray = Some(format!("{holder:?} holds {blob} but no such manifest lists it"));
         }
         Ok(())
     })?;
-    result
+    stray.map_or(Ok(()), violation)
 }
 
 /// Content is counted once per repository holding the manifest, and exists while one does.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use flotilla_storage::{Digest, ErrorKind};
 
-use crate::blobs;
+use crate::blobs::{self, Holder};
 use crate::domain::Domain;
 use crate::rejection::{Refusal, Rejection};
 use crate::store::{decode, for_each_entry, get_json, put_json, StateRead, StateWrite, StoreError, Tx, SCAN_PAGE};
@@ -218,8 +218,9 @@ fn check_manifest_references(store: &impl StateRead, manifest: &PutManifest) -> 
 }
 
 fn add_manifest_record(tx: &mut Tx<'_>, manifest: &PutManifest) -> Result<(), Refusal> {
+    let holder = Holder::OciManifest { repo: manifest.repo.clone(), manifest: manifest.digest.clone() };
     for blob in &manifest.blobs {
-        blobs::adjust_refcount(tx, blob, 1)?;
+        blobs::add_ref(tx, blob, &holder)?;
     }
     let content_key = keys::content(&manifest.digest);
     let content = match get_json::<ManifestContent>(tx, &content_key)? {
@@ -258,8 +259,9 @@ fn delete_manifest(tx: &mut Tx<'_>, repo: &str, digest: &Digest) -> Result<(), R
     for tag_key in tags_pointing_at(tx, repo, digest)? {
         tx.delete(&tag_key);
     }
+    let holder = Holder::OciManifest { repo: repo.to_owned(), manifest: digest.clone() };
     for blob in &record.blobs {
-        blobs::adjust_refcount(tx, blob, -1)?;
+        blobs::drop_ref(tx, blob, &holder)?;
     }
     let content_key = keys::content(digest);
     if let Some(mut content) = get_json::<ManifestContent>(tx, &content_key)? {
@@ -309,6 +311,30 @@ fn prune_manifests(
     }
     count_into(tx, task, TaskCounters { manifests: pruned, ..TaskCounters::default() });
     Ok(pruned)
+}
+
+/// The blobs kernel's backfill: holder rows for the references of at most
+/// `limit` manifest records after `after`; the last one looked at, or `None`
+/// once every record was.
+pub(crate) fn backfill_holders(
+    tx: &mut Tx<'_>,
+    after: Option<(&str, &Digest)>,
+    limit: usize,
+) -> Result<Option<(String, Digest)>, StoreError> {
+    let start = after.map(|(repo, digest)| keys::repo_manifest(repo, digest));
+    let page = tx.scan(&[crate::store::tables::OCI_REPO_MANIFEST], start.as_deref(), limit)?;
+    let mut last = None;
+    for (key, value) in &page {
+        let (repo, digest) =
+            keys::repo_manifest_parts(key).ok_or_else(|| StoreError(format!("malformed manifest key {key:?}")))?;
+        let record: ManifestRecord = decode(value)?;
+        let holder = Holder::OciManifest { repo: repo.to_owned(), manifest: digest.clone() };
+        for blob in &record.blobs {
+            blobs::backfill_ref(tx, blob, &holder)?;
+        }
+        last = Some((repo.to_owned(), digest));
+    }
+    Ok(if page.len() < limit { None } else { last })
 }
 
 fn ensure_repo(tx: &mut Tx<'_>, repo: &str) -> Result<(), StoreError> {

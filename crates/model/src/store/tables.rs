@@ -13,6 +13,7 @@
 //!   0x0e                oci: blob links by blob
 //!   0x02, 0x0f-0x11     blobs: records, tombstones, gc state
 //!   0x12                tasks
+//!   0x13-0x14           blobs: holder rows, unreferenced blobs by time
 //! ```
 
 /// One table: its id, name and owning domain.
@@ -42,6 +43,8 @@ pub const TOMBSTONE: u8 = 0x0f;
 pub const TOMBSTONE_EPOCH: u8 = 0x10;
 pub const GC: u8 = 0x11;
 pub const TASK: u8 = 0x12;
+pub const BLOB_REF: u8 = 0x13;
+pub const BLOB_UNREFERENCED: u8 = 0x14;
 
 /// Every table, in id order.
 pub const TABLES: &[TableInfo] = &[
@@ -64,6 +67,8 @@ pub const TABLES: &[TableInfo] = &[
     TableInfo { id: TOMBSTONE_EPOCH, name: "tombstone_epoch", domain: "blobs" },
     TableInfo { id: GC, name: "gc", domain: "blobs" },
     TableInfo { id: TASK, name: "task", domain: "tasks" },
+    TableInfo { id: BLOB_REF, name: "blob_ref", domain: "blobs" },
+    TableInfo { id: BLOB_UNREFERENCED, name: "blob_unreferenced", domain: "blobs" },
 ];
 
 /// The table a key belongs to.

@@ -110,7 +110,7 @@ pub struct TaskOptions {
 ///
 /// | kind | `scanned` | `blobs`, `bytes` | `failed` |
 /// |---|---|---|---|
-/// | gc | blob records looked at | collected (dry run: collectable) | — |
+/// | gc | unreferenced blobs past the grace looked at | collected (dry run: collectable) | — |
 ///
 /// and `manifests`, for GC with the untagged policy: untagged manifests deleted.
 /// | repair | copies an owner should hold | copied to owners lacking them | copies no replica could supply |

@@ -1,8 +1,9 @@
 //! The garbage-collection task, run by the leader.
 //!
-//! It pages through the blob records in digest order. Blobs that no manifest
-//! references and that have been unreferenced for the grace period are listed
-//! in one `CollectBlobs` command per page; `apply` checks each again (a push
+//! It pages through the index of unreferenced blobs, oldest first, up to the
+//! grace period's cutoff — its cost follows the garbage, not the number of
+//! blobs. The blobs held by nothing for the grace period are listed in one
+//! `CollectBlobs` command per page; `apply` checks each again (a push
 //! since the page was read keeps its blob) and leaves a tombstone for what it
 //! forgets, from which every node's reclaimer deletes its copy. A dry run only
 //! counts. After each page the task's cursor and counters are committed, so a
@@ -17,14 +18,15 @@
 //! Pushes and pulls never wait for any of this: a page costs one read of the
 //! local replica and one Raft entry of at most `MAX_COLLECT_BATCH` digests.
 
+use flotilla_model::blobs::BackfillCursor;
 use flotilla_model::blobs::MAX_COLLECT_BATCH;
 use flotilla_model::tasks::{TaskCounters, TaskRecord, TaskState, TaskUpdate};
-use flotilla_model::{blobs, oci, tasks};
+use flotilla_model::{blobs, oci, tasks, Outcome};
 use flotilla_raft::client::now_ms;
-use flotilla_raft::MetaClient;
+use flotilla_raft::{MetaClient, WriteError};
 use flotilla_storage::Digest;
 
-use super::{commit, current_state, TaskSettings};
+use super::{commit, current_state, TaskSettings, RETRY_PAUSE};
 
 /// Blob records read per page (and at most collected per command).
 const PAGE: usize = MAX_COLLECT_BATCH;
@@ -43,21 +45,15 @@ pub async fn run(meta: &MetaClient, task: TaskRecord, settings: &TaskSettings) -
             return Ok(current_state(meta, &id));
         }
     }
-    let mut cursor = match task.cursor.as_deref().map(Digest::parse) {
-        Some(Ok(digest)) => Some(digest),
-        Some(Err(error)) => return Err(format!("bad cursor in task {id}: {error}")),
-        None => None,
-    };
+    backfill(meta).await?;
+    // A cursor of an older release (a bare digest) starts the walk over: collecting is idempotent.
+    let mut cursor = task.cursor.as_deref().and_then(parse_cursor);
     loop {
         let cutoff = now_ms().saturating_sub(grace_ms);
-        let page = meta.local().blobs().blobs(cursor.as_ref(), PAGE).map_err(|error| error.to_string())?;
-        let Some((last, _)) = page.last() else { break };
-        let next = last.clone();
-        let collectable: Vec<(Digest, u64)> = page
-            .iter()
-            .filter(|(_, record)| record.refcount == 0 && record.unreferenced_since_ms.is_some_and(|t| t <= cutoff))
-            .map(|(digest, record)| (digest.clone(), record.size))
-            .collect();
+        let after = cursor.as_ref().map(|(since, digest)| (*since, digest));
+        let page = meta.local().blobs().unreferenced(cutoff, after, PAGE).map_err(|error| error.to_string())?;
+        let Some(last) = page.last().cloned() else { break };
+        let collectable = sizes(meta, &page)?;
         let mut progress = TaskCounters { scanned: page.len() as u64, ..TaskCounters::default() };
         if task.options.dry_run {
             progress.blobs = collectable.len() as u64;
@@ -70,13 +66,13 @@ pub async fn run(meta: &MetaClient, task: TaskRecord, settings: &TaskSettings) -
                 return Ok(current_state(meta, &id));
             }
         }
-        if !update(meta, TaskUpdate::progress(&id, progress, Some(next.to_string()))).await? {
+        if !update(meta, TaskUpdate::progress(&id, progress, Some(render_cursor(&last)))).await? {
             return Ok(current_state(meta, &id));
         }
         if page.len() < PAGE {
             break;
         }
-        cursor = Some(next);
+        cursor = Some(last);
     }
     if !update(meta, TaskUpdate::state(&id, TaskState::Finished)).await? {
         return Ok(current_state(meta, &id));
@@ -128,6 +124,52 @@ async fn prune_untagged(meta: &MetaClient, task: &TaskRecord, created_before_ms:
         }
         last_repo = repos.last().cloned();
     }
+}
+
+/// Completes, in batches, what a state written by 0.1.0 lacks (the index of
+/// unreferenced blobs this task reads, and the holder rows); at once when
+/// the state is complete already.
+async fn backfill(meta: &MetaClient) -> Result<(), String> {
+    if meta.local().blobs().gc_state().map_err(|error| error.to_string())?.indexed {
+        return Ok(());
+    }
+    let mut from = BackfillCursor::start();
+    loop {
+        match meta.write(blobs::Command::Backfill { from: from.clone() }).await {
+            Ok(Outcome::Blobs(blobs::Outcome::Backfilled { next: Some(next) })) => from = next,
+            Ok(_) => {
+                tracing::info!("blob holder rows and the unreferenced index are complete");
+                return Ok(());
+            }
+            Err(WriteError::Unavailable(message)) => {
+                tracing::debug!(%message, "the backfill waits for a leader");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+}
+
+/// The blobs of `page` that still have a record, with their sizes (one snapshot).
+fn sizes(meta: &MetaClient, page: &[(u64, Digest)]) -> Result<Vec<(Digest, u64)>, String> {
+    let reader = meta.local().blobs();
+    let mut sizes = Vec::with_capacity(page.len());
+    for (_, digest) in page {
+        if let Some(record) = reader.blob(digest).map_err(|error| error.to_string())? {
+            sizes.push((digest.clone(), record.size));
+        }
+    }
+    Ok(sizes)
+}
+
+/// `<unreferenced since ms>:<digest>`: where in the unreferenced index the task got to.
+fn render_cursor((since, digest): &(u64, Digest)) -> String {
+    format!("{since}:{digest}")
+}
+
+fn parse_cursor(text: &str) -> Option<(u64, Digest)> {
+    let (since, digest) = text.split_once(':')?;
+    Some((since.parse().ok()?, Digest::parse(digest).ok()?))
 }
 
 /// Commits a task update; `false` if the task ended meanwhile (cancelled).

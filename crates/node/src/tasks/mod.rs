@@ -40,7 +40,7 @@ use crate::telemetry::Metrics;
 /// How often the runner looks for work.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Pause before retrying a task write while no leader answers.
-const RETRY_PAUSE: Duration = Duration::from_millis(200);
+pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// What the tasks need to know about the node's configuration.
 #[derive(Debug, Clone)]
