@@ -252,6 +252,8 @@ pub struct Node {
     data_dir_mounted: bool,
     log_path: PathBuf,
     command_line: CommandLine,
+    /// Environment set for this node alone from its next start on ([`Node::set_env`]).
+    own_env: Mutex<Vec<(String, String)>>,
     child: Mutex<Option<Child>>,
 }
 
@@ -318,6 +320,7 @@ impl Node {
                 data_dir,
                 log_path: root.join(format!("node-{index}.log")),
                 command_line: command_line.clone(),
+                own_env: Mutex::new(Vec::new()),
                 child: Mutex::new(None),
             };
             match node.start() {
@@ -419,6 +422,15 @@ impl Node {
         }
     }
 
+    /// Sets an environment variable for this node alone, from its next
+    /// (re)start on: one node of a cluster with another setting, such as
+    /// a newer supported model version during an upgrade.
+    pub fn set_env(&self, key: &str, value: &str) {
+        let mut own = self.own_env.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        own.retain(|(existing, _)| existing != key);
+        own.push((key.to_owned(), value.to_owned()));
+    }
+
     /// Kills the process if it is running, then starts it again on the same
     /// ports and data directory and waits until it is ready.
     pub fn restart(&self) -> anyhow::Result<()> {
@@ -485,6 +497,7 @@ impl Node {
             }
         }
         command.envs(line.env.iter().map(|(k, v)| (k, v)));
+        command.envs(self.own_env.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone());
         command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log.try_clone()?);
         Ok(command)
     }

@@ -10,9 +10,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Domain;
-use crate::rejection::Refusal;
+use crate::rejection::{Refusal, Rejection};
 use crate::request::{Command, Outcome, Request, RequestId, Response};
 use crate::store::{get_json, key, put_json, tables, StateRead, StateWrite, StoreError, Tx};
+use crate::ErrorKind;
 use crate::{blobs, identity, oci, system, tasks};
 
 /// How long a request id is remembered for deduplicating retries (ms).
@@ -49,6 +50,8 @@ pub fn apply(store: &mut impl StateWrite, request: &Request) -> Result<Response,
 }
 
 fn execute(tx: &mut Tx<'_>, command: &Command) -> Result<Outcome, Refusal> {
+    let active = system::Reader::new(&*tx as &dyn StateRead).model_version()?;
+    check_model_version(active, command)?;
     Ok(match command {
         Command::System(command) => system::System::apply(tx, command)?.into(),
         Command::Identity(command) => identity::Identity::apply(tx, command)?.into(),
@@ -56,6 +59,22 @@ fn execute(tx: &mut Tx<'_>, command: &Command) -> Result<Outcome, Refusal> {
         Command::Tasks(command) => tasks::Tasks::apply(tx, command)?.into(),
         Command::Oci(command) => oci::Oci::apply(tx, command)?.into(),
     })
+}
+
+/// Refuses a command that needs a newer model version than the cluster runs
+/// (`active`): checked in apply, and by a proposer before it sends the
+/// command to a leader that may not know it yet.
+pub fn check_model_version(active: u32, command: &Command) -> Result<(), Rejection> {
+    let needed = command.model_version();
+    if needed <= active {
+        return Ok(());
+    }
+    let message = format!(
+        "{} needs model version {needed}; the cluster runs {active} until every node supports {needed} \
+         (upgrade the remaining nodes)",
+        command.name()
+    );
+    Err(Rejection::new(ErrorKind::Unavailable, system::code::MODEL_VERSION_INACTIVE, message))
 }
 
 /// Every domain's invariants, for the property tests: the first violation found.

@@ -44,7 +44,15 @@ pub mod store;
 pub mod system;
 pub mod tasks;
 
-pub use apply::apply;
+/// The newest model version this binary supports: nodes report it, and the
+/// leader makes it the cluster's once every node does (docs/operations.md,
+/// rolling upgrades). Raise it with every release that adds a domain or a
+/// command, and give those commands this version in `Command::model_version`.
+pub const MODEL_VERSION: u32 = 1;
+/// The version the gate's self-test command needs: always one past this binary's.
+pub const PROBE_MODEL_VERSION: u32 = MODEL_VERSION + 1;
+
+pub use apply::{apply, check_model_version};
 pub use catalog::{Catalog, CatalogView, MAX_PAGE};
 pub use domain::Domain;
 pub use flotilla_storage::ErrorKind;

@@ -73,6 +73,18 @@ impl Command {
     }
 }
 
+impl Command {
+    /// The model version the cluster must run before this command may apply:
+    /// 0 for every command a node of 0.1.0 knew; a newer domain's commands
+    /// name the version that introduced them.
+    pub fn model_version(&self) -> u32 {
+        match self {
+            Command::System(system::Command::Probe { .. }) => crate::PROBE_MODEL_VERSION,
+            _ => 0,
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Command {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         crate::legacy::deserialize_command(deserializer)

@@ -286,6 +286,7 @@ impl Harness {
                 capacity: *capacity,
                 state: NodeState::Active,
                 joined_ms: self.clock,
+                model_version: 1,
             })),
             Op::SetNodeState { id, state } => Command::System(system::Command::SetNodeState { id: *id, state: *state }),
             Op::PutLayout { skew, owners, malformed } => {

@@ -51,6 +51,7 @@ fn command(replica: &Replica, op: &Op) -> system::Command {
             capacity: *capacity,
             state: NodeState::Active,
             joined_ms: replica.clock,
+            model_version: 1,
         }),
         Op::SetNodeState { id, state } => system::Command::SetNodeState { id: *id, state: *state },
         Op::PutLayout { skew, owners, malformed } => {
@@ -101,4 +102,51 @@ proptest! {
         }
         replica.assert_replay_agrees();
     }
+}
+
+fn node(id: u64, model_version: u32, state: NodeState) -> system::Command {
+    system::Command::PutNode(NodeRecord {
+        id,
+        http_addr: String::new(),
+        rpc_addr: String::new(),
+        gossip_addr: None,
+        zone: None,
+        capacity: 1,
+        state,
+        joined_ms: 0,
+        model_version,
+    })
+}
+
+fn refusal_code(response: Response) -> Option<String> {
+    match response {
+        Response::Rejected(rejection) => Some(rejection.code),
+        _ => None,
+    }
+}
+
+/// The gate: a command of a newer model version is refused (and changes
+/// nothing) until the active version reaches it, and the active version rises
+/// only when every node that is not removed supports it.
+#[test]
+fn a_newer_command_waits_for_the_version_every_node_supports() {
+    let mut replica = Replica::new();
+    let run = |replica: &mut Replica, command| replica.run(Command::System(command), System::check_invariants);
+    let probe = || system::Command::Probe { note: "p".into() };
+    let raise = |version| system::Command::RaiseModelVersion { version };
+    let next = flotilla_model::PROBE_MODEL_VERSION;
+    run(&mut replica, node(1, next, NodeState::Active));
+    run(&mut replica, node(2, next - 1, NodeState::Active));
+    assert_eq!(refusal_code(run(&mut replica, probe())).as_deref(), Some(system::code::MODEL_VERSION_INACTIVE));
+    assert_eq!(refusal_code(run(&mut replica, raise(next))).as_deref(), Some(system::code::INVALID));
+    assert_eq!(run(&mut replica, raise(next - 1)), Response::Ok);
+    assert_eq!(refusal_code(run(&mut replica, raise(next - 1))).as_deref(), Some(system::code::INVALID), "not newer");
+    // A removed node does not hold the gate; an upgraded one lets it open.
+    run(&mut replica, node(3, 0, NodeState::Active));
+    run(&mut replica, system::Command::SetNodeState { id: 3, state: NodeState::Removed });
+    run(&mut replica, node(2, next, NodeState::Active));
+    assert_eq!(run(&mut replica, raise(next)), Response::Ok);
+    assert_eq!(reader(&replica).model_version().unwrap(), next);
+    assert_eq!(run(&mut replica, probe()), Response::Ok);
+    replica.assert_replay_agrees();
 }

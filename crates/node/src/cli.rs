@@ -155,6 +155,9 @@ pub struct ServeArgs {
     pub read_consistency: Option<String>,
     #[arg(long, env = "FLOTILLA_READ_LEASE")]
     pub read_lease: Option<bool>,
+    /// Upgrade testing only: the model version this node claims to support.
+    #[arg(long, env = "FLOTILLA_MODEL_VERSION", hide = true)]
+    pub model_version: Option<u32>,
     #[arg(long, env = "FLOTILLA_MAX_MANIFEST_BYTES")]
     pub max_manifest_bytes: Option<u64>,
     #[arg(long, env = "FLOTILLA_MAX_BLOB_BYTES")]
@@ -228,7 +231,8 @@ impl ServeArgs {
             raft_snapshot_chunk_bytes,
             raft_snapshot_interval,
             compaction_interval,
-            tls_server_name
+            tls_server_name,
+            model_version
         );
         for (flag, field) in [
             (self.tls_ca, &mut config.tls_ca),

@@ -107,6 +107,10 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// The name every node's certificate carries and peers verify.
     pub tls_server_name: String,
+    /// Upgrade testing only: the model version this node claims to support
+    /// (default: its binary's, `flotilla_model::MODEL_VERSION`). The cluster
+    /// runs the lowest version its nodes claim.
+    pub model_version: u32,
 }
 
 impl Default for Config {
@@ -147,6 +151,7 @@ impl Default for Config {
             raft_snapshot_chunk_bytes: 3 << 20,
             raft_snapshot_interval: "1h".into(),
             compaction_interval: "24h".into(),
+            model_version: flotilla_model::MODEL_VERSION,
             tls_ca: None,
             tls_cert: None,
             tls_key: None,

@@ -102,7 +102,7 @@ pub async fn serve_rpc(
         .tcp_nodelay(true)
         .initial_stream_window_size(Some(4 << 20))
         .initial_connection_window_size(Some(16 << 20))
-        .add_service(raft_service(meta.clone()))
+        .add_service(raft_service(meta.clone(), shutdown.clone()))
         .add_service(cluster_service(view, meta))
         .add_service(blob_service(blobs))
         .serve_with_shutdown(addr, shutdown.cancelled_owned())

@@ -364,7 +364,7 @@ async fn initialize_alone(config: &Config, raft: &flotilla_raft::types::Raft) ->
     Ok(())
 }
 
-/// Records this node's addresses, zone and capacity, when they changed.
+/// Records this node's addresses, zone, capacity and supported model version, when they changed.
 async fn register_node(config: &Config, meta: &MetaClient) -> anyhow::Result<()> {
     let existing = meta.read().await?.system().node(config.node_id)?;
     let record = NodeRecord {
@@ -376,6 +376,7 @@ async fn register_node(config: &Config, meta: &MetaClient) -> anyhow::Result<()>
         capacity: config.capacity,
         state: existing.as_ref().map_or(NodeState::Active, |node| node.state),
         joined_ms: existing.as_ref().map_or_else(flotilla_raft::client::now_ms, |node| node.joined_ms),
+        model_version: config.model_version,
     };
     if existing.as_ref() == Some(&record) {
         return Ok(());

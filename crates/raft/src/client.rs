@@ -106,7 +106,13 @@ impl MetaClient {
     /// Commits `command` and returns what its domain handed back; a command
     /// `apply` refused is an error, so it cannot be mistaken for success.
     pub async fn write(&self, command: impl Into<Command>) -> Result<Outcome, WriteError> {
-        let request = Request { request_id: RequestId::random(), time_ms: now_ms(), command: command.into() };
+        let command = command.into();
+        if command.model_version() > 0 {
+            // A leader of an older binary could not even decode it: refuse here first.
+            let active = self.catalog.system().model_version().map_err(|error| WriteError::Fatal(error.to_string()))?;
+            flotilla_model::check_model_version(active, &command).map_err(WriteError::Rejected)?;
+        }
+        let request = Request { request_id: RequestId::random(), time_ms: now_ms(), command };
         let response = tokio::time::timeout(WRITE_DEADLINE, self.write_until_done(&request))
             .await
             .map_err(|_| MetaError::Unavailable("no leader accepted the write in time".into()))??;

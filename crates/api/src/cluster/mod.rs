@@ -10,12 +10,14 @@
 //! | `DELETE /_cluster/nodes/{id}` | remove a node now (a dead one; its copies are re-made from replicas) |
 //! | `GET /_cluster/layout` | the partition layout |
 //! | `/_cluster/tasks…` | cluster tasks (see [`tasks`]) |
+//! | `/_cluster/model…` | the model version the cluster runs, per node (see [`model_version`]) |
 //!
 //! Errors are `{"code": "...", "message": "..."}` with the HTTP status.
 //! The facts come from a [`ClusterAdmin`] the node crate implements (it knows
 //! Raft; this crate does not).
 
 pub mod model;
+pub mod model_version;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -70,6 +72,8 @@ pub fn router() -> Router<AppState> {
         .route("/_cluster/nodes/{id}", get(node).delete(remove))
         .route("/_cluster/nodes/{id}/drain", post(drain))
         .route("/_cluster/layout", get(layout))
+        .route("/_cluster/model", get(model_version::get))
+        .route("/_cluster/model/probe", post(model_version::probe))
         .route("/_cluster/tasks", get(tasks::list).post(tasks::create))
         .route("/_cluster/tasks/{id}", get(tasks::get))
         .route("/_cluster/tasks/{id}/cancel", post(tasks::cancel))
@@ -138,6 +142,17 @@ impl From<ServiceError> for ApiError {
         ApiError::new(error.status(), code, error.message)
     }
 }
+
+macro_rules! api_error_from_service_error {
+    ($($error:ty),*) => {$(
+        impl From<$error> for ApiError {
+            fn from(error: $error) -> Self {
+                ServiceError::from(error).into()
+            }
+        }
+    )*};
+}
+api_error_from_service_error!(flotilla_raft::MetaError, flotilla_raft::WriteError, flotilla_model::StoreError);
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
 

@@ -27,3 +27,4 @@ mod t44_gc;
 mod t45_maintenance;
 mod t46_bootstrap;
 mod t47_compose;
+mod t48_model_version;

@@ -16,7 +16,7 @@ use crate::rejection::{Refusal, Rejection};
 use crate::store::{get_json, key, put_json, tables, StateRead, Tx};
 
 pub use reader::Reader;
-pub use records::{ClusterSettings, Layout, NodeRecord, NodeState};
+pub use records::{ClusterSettings, Layout, ModelVersion, NodeRecord, NodeState};
 
 /// A node's id, unique within a cluster and never reused.
 pub type NodeId = u64;
@@ -27,6 +27,8 @@ pub mod code {
     pub const NODE_REMOVED: &str = "NODE_REMOVED";
     /// A layout or node change that is malformed or out of order.
     pub const INVALID: &str = "INVALID";
+    /// A command of a model version the cluster does not run yet.
+    pub const MODEL_VERSION_INACTIVE: &str = "MODEL_VERSION_INACTIVE";
 }
 
 /// A change to the cluster's settings, nodes or layout.
@@ -44,6 +46,14 @@ pub enum Command {
     PutLayout(Box<Layout>),
     /// The data of layout `version` has moved: drop its `previous` owners.
     MarkLayoutSynced { version: u64 },
+    /// Makes `version` the cluster's model version; refused unless it is
+    /// newer than the active one and every node that is not removed
+    /// supports it.
+    RaiseModelVersion { version: u32 },
+    /// Does nothing, and needs the model version after this binary's
+    /// ([`crate::PROBE_MODEL_VERSION`]): the gate's self-test, refused until
+    /// every node supports that version.
+    Probe { note: String },
 }
 
 /// The system domain.
@@ -61,6 +71,8 @@ impl Domain for System {
             Command::SetNodeState { .. } => "system.set_node_state",
             Command::PutLayout(_) => "system.put_layout",
             Command::MarkLayoutSynced { .. } => "system.mark_layout_synced",
+            Command::RaiseModelVersion { .. } => "system.raise_model_version",
+            Command::Probe { .. } => "system.probe",
         }
     }
 
@@ -74,6 +86,8 @@ impl Domain for System {
             Command::SetNodeState { id, state } => set_node_state(tx, *id, *state),
             Command::PutLayout(layout) => put_layout(tx, layout),
             Command::MarkLayoutSynced { version } => mark_layout_synced(tx, *version),
+            Command::RaiseModelVersion { version } => raise_model_version(tx, *version),
+            Command::Probe { .. } => Ok(()),
         }
     }
 
@@ -150,6 +164,20 @@ fn mark_layout_synced(tx: &mut Tx<'_>, version: u64) -> Result<(), Refusal> {
     Ok(())
 }
 
+fn raise_model_version(tx: &mut Tx<'_>, version: u32) -> Result<(), Refusal> {
+    let active = Reader::new(&*tx as &dyn StateRead).model_version()?;
+    if version <= active {
+        return Err(invalid(format!("model version {version} is not newer than the active {active}")));
+    }
+    let nodes = Reader::new(&*tx as &dyn StateRead).nodes()?;
+    if let Some(behind) = nodes.iter().find(|node| node.state != NodeState::Removed && node.model_version < version) {
+        let message = format!("node {} supports model version {}, not {version}", behind.id, behind.model_version);
+        return Err(invalid(message));
+    }
+    put_json(tx, model_version_key(), &ModelVersion { active: version });
+    Ok(())
+}
+
 fn settings_key() -> Vec<u8> {
     key(tables::SETTINGS, &[b"cluster"])
 }
@@ -160,4 +188,8 @@ fn node_key(id: NodeId) -> Vec<u8> {
 
 fn layout_key() -> Vec<u8> {
     key(tables::LAYOUT, &[b"current"])
+}
+
+fn model_version_key() -> Vec<u8> {
+    key(tables::SETTINGS, &[b"model_version"])
 }

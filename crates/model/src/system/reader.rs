@@ -1,6 +1,8 @@
 //! Reads of the system domain.
 
-use super::{layout_key, node_key, settings_key, ClusterSettings, Layout, NodeId, NodeRecord};
+use super::{
+    layout_key, model_version_key, node_key, settings_key, ClusterSettings, Layout, ModelVersion, NodeId, NodeRecord,
+};
 use crate::store::{decode, get_json, tables, StoreError, View};
 
 /// Most nodes one cluster records (removed ones included); far above any real cluster.
@@ -33,6 +35,11 @@ impl<'s> Reader<'s> {
             return Err(StoreError(format!("more than {MAX_NODES} node records")));
         }
         entries.iter().map(|(_, value)| decode(value)).collect()
+    }
+
+    /// The model version the cluster runs (0 until the leader first raises it).
+    pub fn model_version(&self) -> Result<u32, StoreError> {
+        Ok(get_json::<ModelVersion>(&*self.store, &model_version_key())?.unwrap_or_default().active)
     }
 
     /// The current partition layout, once one was computed.

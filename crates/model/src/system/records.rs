@@ -53,6 +53,17 @@ pub struct NodeRecord {
     pub state: NodeState,
     /// When the node first joined (ms since the Unix epoch).
     pub joined_ms: u64,
+    /// The newest model version the node's binary supports (0: a node of
+    /// 0.1.0, which predates the gate).
+    #[serde(default)]
+    pub model_version: u32,
+}
+
+/// The model version the cluster runs: commands that need a newer one are
+/// refused until every node supports it and the leader raises this.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelVersion {
+    pub active: u32,
 }
 
 impl NodeRecord {

@@ -79,6 +79,8 @@ impl Membership {
             catalog.system().nodes()?.into_iter().map(|node| (node.id, node)).collect();
         self.drop_removed_members(&records).await?;
         self.promote_learners(&records).await?;
+        let active = catalog.system().model_version()?;
+        self.raise_model_version(&records, active).await?;
         let layout = catalog.system().layout()?;
         match layout {
             Some(layout) if layout.is_syncing() => self.start_sync(Arc::new(layout), sync),
@@ -89,6 +91,24 @@ impl Membership {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Raises the cluster's model version to the newest every member (voter
+    /// or learner) and every other node that is not removed supports; `apply`
+    /// checks the same against the node records.
+    async fn raise_model_version(&self, records: &BTreeMap<NodeId, NodeRecord>, active: u32) -> anyhow::Result<()> {
+        let (voters, learners) = self.members();
+        let members = voters.iter().chain(&learners);
+        let member_versions = members.map(|id| records.get(id).map_or(0, |record| record.model_version));
+        let record_versions =
+            records.values().filter(|record| record.state != NodeState::Removed).map(|record| record.model_version);
+        let Some(supported) = member_versions.chain(record_versions).min() else { return Ok(()) };
+        if supported <= active {
+            return Ok(());
+        }
+        self.meta.write(system::Command::RaiseModelVersion { version: supported }).await?;
+        tracing::info!(from = active, to = supported, "raised the cluster's model version");
         Ok(())
     }
 

@@ -103,6 +103,8 @@ impl ClusterRpc {
             capacity: request.capacity,
             state: existing.as_ref().map_or(NodeState::Active, |node| node.state),
             joined_ms: existing.as_ref().map_or_else(now_ms, |node| node.joined_ms),
+            // The node reports its own version once it serves (register_node); until then it holds the gate.
+            model_version: existing.as_ref().map_or(0, |node| node.model_version),
         };
         if existing.as_ref() != Some(&record) {
             match self.meta.write(system::Command::PutNode(record)).await {

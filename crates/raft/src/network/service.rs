@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status, Streaming};
 
 use super::cluster_id;
@@ -20,10 +21,12 @@ use crate::lease;
 use crate::types::{NodeAddr, NodeId, Raft};
 use flotilla_model::{Request, Response};
 
-/// The Raft gRPC service of this node, ready for `tonic::transport::Server::add_service`.
-pub fn raft_service(meta: MetaClient) -> RaftServiceServer<RaftRpc> {
+/// The Raft gRPC service of this node, ready for `tonic::transport::Server::add_service`;
+/// its long-lived streams end at `shutdown`.
+pub fn raft_service(meta: MetaClient, shutdown: CancellationToken) -> RaftServiceServer<RaftRpc> {
     let votes_held_until = Instant::now() + lease::startup_hold(meta.raft());
-    RaftServiceServer::new(RaftRpc { meta, leader_contact: LeaderContact::default(), votes_held_until })
+    let service = RaftRpc { meta, leader_contact: LeaderContact::default(), votes_held_until, shutdown };
+    RaftServiceServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
@@ -38,6 +41,9 @@ pub struct RaftRpc {
     /// Until when this node, just started, keeps the refusal to vote it may
     /// have promised a leader before it stopped ([`lease::startup_hold`]).
     votes_held_until: Instant,
+    /// The server's shutdown: a graceful stop waits for every stream to end,
+    /// and followers keep their read-index streams open for as long as they can.
+    shutdown: CancellationToken,
 }
 
 impl RaftRpc {
@@ -145,14 +151,18 @@ impl RaftService for RaftRpc {
     ) -> Result<GrpcResponse<Self::ReadIndexStreamStream>, Status> {
         cluster_id::check(&request)?;
         let meta = self.meta.clone();
-        // One answer per question, in order; the stream ends with the caller's.
-        let answers = request.into_inner().then(move |asked| {
-            let meta = meta.clone();
-            async move {
-                asked?;
-                Ok(Payload { data: encode(&handle_read_index(&meta).await)? })
-            }
-        });
+        // One answer per question, in order; the stream ends with the caller's,
+        // or when this server stops (the follower reopens one to the next leader).
+        let answers = request
+            .into_inner()
+            .then(move |asked| {
+                let meta = meta.clone();
+                async move {
+                    asked?;
+                    Ok(Payload { data: encode(&handle_read_index(&meta).await)? })
+                }
+            })
+            .take_until(self.shutdown.clone().cancelled_owned());
         Ok(GrpcResponse::new(Box::pin(answers)))
     }
 
