@@ -47,11 +47,14 @@ client() {
         local digest="sha256:$(printf '%s' "$body" | sha256sum | cut -d' ' -f1)"
         if curl -sf -u "admin:$password" -X POST --data-binary "$body" -H 'Content-Type: application/octet-stream' \
             "$base/blobs/uploads/?digest=$digest" >/dev/null; then
-            if curl -sf -u "admin:$password" "127.0.0.1:$(port "$other" 0)/v2/upgrade/check/blobs/$digest" | cmp -s - <(printf '%s' "$body"); then
-                echo "$digest" >>"$work/acknowledged"
-            else
-                echo "$digest" >>"$work/unreadable"
-            fi
+            echo "$digest" >>"$work/acknowledged"
+            # Read back through another node (the third if that one is being restarted).
+            local read=""
+            for reader in "$other" "$node"; do
+                read=$(curl -sf -u "admin:$password" "127.0.0.1:$(port "$reader" 0)/v2/upgrade/check/blobs/$digest") && break
+                read="(unreachable)"
+            done
+            [ "$read" = "(unreachable)" ] || [ "$read" = "$body" ] || echo "$digest" >>"$work/unreadable"
         else
             echo "round $round refused (an election?)" >>"$work/refused"
         fi
@@ -73,11 +76,11 @@ touch "$work/stop"; wait "$client_pid"
 want=$(api 1 model | json '["binary"]')
 for _ in $(seq 100); do [ "$(api 1 model | json '["active"]')" = "$want" ] && break; sleep 0.1; done
 active=$(api 1 model | json '["active"]')
-acknowledged=$(wc -l <"$work/acknowledged" 2>/dev/null || echo 0)
+acknowledged=$(cat "$work/acknowledged" 2>/dev/null | wc -l)
 lost=0
 while read -r digest; do
     curl -sf -o /dev/null -u "admin:$password" "127.0.0.1:$(port 2 0)/v2/upgrade/check/blobs/$digest" || lost=$((lost + 1))
 done <"$work/acknowledged"
-echo "acknowledged pushes: $acknowledged, lost: $lost, read back wrong: $(wc -l <"$work/unreadable" 2>/dev/null || echo 0), refused: $(wc -l <"$work/refused" 2>/dev/null || echo 0)"
+echo "acknowledged pushes: $acknowledged, lost: $lost, read back wrong: $(cat "$work/unreadable" 2>/dev/null | wc -l), refused: $(cat "$work/refused" 2>/dev/null | wc -l)"
 echo "model version: active $active, new binary $want"
 [ "$lost" = 0 ] && [ "$active" = "$want" ] && [ ! -s "$work/unreadable" ]
