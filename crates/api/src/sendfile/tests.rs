@@ -208,17 +208,34 @@ async fn http2_responses_carry_real_bytes_without_sendfile() {
     assert_eq!(sent.load(Ordering::Relaxed), 0);
 }
 
+/// A file that ends before its response's `Content-Length` (it shrank after
+/// the length went out) fails the body, and hyper cuts the connection. What
+/// that guarantees is that the client cannot mistake the short body for a
+/// whole one; it does not guarantee that the client gets every byte the file
+/// holds: hyper returns the body's error as soon as it polls it, without
+/// first flushing the chunks it has queued but not yet written to the socket.
+/// Here the 100 bytes after the first chunk are read from the disk and
+/// queued, and the read that finds the end of the file often completes before
+/// hyper's next flush, so they never reach the socket (every byte that does
+/// reach it arrives, then a clean FIN).
 #[tokio::test]
 async fn a_file_shorter_than_its_response_cuts_the_connection() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = content(CHUNK_BYTES + 100);
     let path = file_with(&dir, &bytes);
     let (addr, _) = serve(&path).await;
+    let content_length = 2 * CHUNK_BYTES;
 
-    let responses = get_http1(addr, &[format!("/file/0/{}", 2 * CHUNK_BYTES)]).await;
+    let responses = get_http1(addr, &[format!("/file/0/{content_length}")]).await;
 
-    assert_eq!(responses[0].0, 200);
-    assert!(responses[0].1 == bytes, "the client must get the file's bytes, then the end of the connection");
+    let (status, body) = &responses[0];
+    assert_eq!(*status, 200);
+    // Only the file's bytes, in order: never the placeholder's zeros. How
+    // many of them is up to what hyper flushed before the cut (see above).
+    assert!(bytes.starts_with(body), "the client got bytes that are not a prefix of the file");
+    // Fewer than announced: the connection ended (read_response reads to
+    // Content-Length or the end of the connection) before the body was whole.
+    assert!(body.len() < content_length, "a cut response must not look complete");
 }
 
 /// A connected pair: the server side as a [`SendfileStream`] with an empty
