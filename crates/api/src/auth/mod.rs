@@ -39,7 +39,7 @@ pub use password::{hash_password, verify_password};
 pub use principal::{Action, Principal, ANONYMOUS_USER};
 pub use scope::Scope;
 pub use token::{Access, IssuedToken};
-pub use token_endpoint::{bearer_challenge, token_endpoint, DEFAULT_SERVICE};
+pub use token_endpoint::{bearer_challenge, token_endpoint, BearerError, DEFAULT_SERVICE};
 
 /// Re-exported so callers of this module need not name the raft crate.
 pub use flotilla_model::identity::{Grant, UserRecord};

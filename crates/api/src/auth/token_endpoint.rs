@@ -27,12 +27,34 @@ const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 
 type Params = Vec<(String, String)>;
 
-/// `WWW-Authenticate: Bearer realm="…",service="…"[,scope="…"]`. Characters that
-/// would break the quoted values (`"`, `\`, controls, non-ASCII) are dropped.
-pub fn bearer_challenge(realm: &str, service: &str, scope: Option<&str>) -> HeaderValue {
+/// The `error` parameter of a Bearer challenge (RFC 6750 §3.1), as the Docker
+/// token flow uses it. A closed set, so the value never needs escaping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerError {
+    /// The token is valid but lacks the scope the request needs; a token asked
+    /// for with the challenge's `scope` would hold it.
+    InsufficientScope,
+}
+
+impl BearerError {
+    /// The parameter value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BearerError::InsufficientScope => "insufficient_scope",
+        }
+    }
+}
+
+/// `WWW-Authenticate: Bearer realm="…",service="…"[,scope="…"][,error="…"]`.
+/// Characters that would break the quoted values (`"`, `\`, controls,
+/// non-ASCII) are dropped.
+pub fn bearer_challenge(realm: &str, service: &str, scope: Option<&str>, error: Option<BearerError>) -> HeaderValue {
     let mut value = format!(r#"Bearer realm="{}",service="{}""#, quotable(realm), quotable(service));
     if let Some(scope) = scope {
         value.push_str(&format!(r#",scope="{}""#, quotable(scope)));
+    }
+    if let Some(error) = error {
+        value.push_str(&format!(r#",error="{}""#, quotable(error.as_str())));
     }
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
 }
@@ -186,14 +208,44 @@ mod tests {
 
     #[test]
     fn challenge_shapes() {
-        let challenge = bearer_challenge("http://h:5000/v2/token", "flotilla", Some("repository:a/b:pull,push"));
+        let challenge = bearer_challenge("http://h:5000/v2/token", "flotilla", Some("repository:a/b:pull,push"), None);
         assert_eq!(
             challenge.to_str().unwrap(),
             r#"Bearer realm="http://h:5000/v2/token",service="flotilla",scope="repository:a/b:pull,push""#
         );
-        let plain = bearer_challenge("r", "s", None);
+        let plain = bearer_challenge("r", "s", None, None);
         assert_eq!(plain.to_str().unwrap(), r#"Bearer realm="r",service="s""#);
-        let hostile = bearer_challenge("r\"\r\n,x=\\", "sé", None);
+        let hostile = bearer_challenge("r\"\r\n,x=\\", "sé", None, None);
         assert_eq!(hostile.to_str().unwrap(), r#"Bearer realm="r,x=",service="s""#);
+    }
+
+    #[test]
+    fn challenge_with_error_parameter() {
+        let insufficient = BearerError::InsufficientScope;
+        let challenge = bearer_challenge("r", "s", Some("repository:a:delete"), Some(insufficient));
+        assert_eq!(
+            challenge.to_str().unwrap(),
+            r#"Bearer realm="r",service="s",scope="repository:a:delete",error="insufficient_scope""#
+        );
+        let hostile = bearer_challenge("r", "s", Some("repository:a\",error=\"x:pull"), Some(insufficient));
+        assert_eq!(
+            hostile.to_str().unwrap(),
+            r#"Bearer realm="r",service="s",scope="repository:a,error=x:pull",error="insufficient_scope""#,
+            "a quote in the scope cannot open a parameter of its own"
+        );
+        let unscoped = bearer_challenge("r", "s", None, Some(insufficient));
+        assert_eq!(unscoped.to_str().unwrap(), r#"Bearer realm="r",service="s",error="insufficient_scope""#);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn challenge_values_stay_quoted_strings(realm in "\\PC{0,40}", service in "\\PC{0,20}", scope in "\\PC{0,60}") {
+            let value = bearer_challenge(&realm, &service, Some(&scope), Some(BearerError::InsufficientScope));
+            let text = value.to_str().unwrap();
+            // Exactly the eight quotes of four quoted parameters, none escaped.
+            proptest::prop_assert_eq!(text.matches('"').count(), 8, "{}", text);
+            proptest::prop_assert!(!text.contains('\\'));
+            proptest::prop_assert!(text.ends_with(r#",error="insufficient_scope""#));
+        }
     }
 }

@@ -60,5 +60,5 @@ fn challenge(state: &AppState, headers: &HeaderMap, scope: Option<&str>, message
         .unwrap_or("http");
     let realm = format!("{scheme}://{host}/v2/token");
     OciError::new(OciErrorCode::Unauthorized, message.to_owned())
-        .with_header(header::WWW_AUTHENTICATE, bearer_challenge(&realm, &state.service_name, scope))
+        .with_header(header::WWW_AUTHENTICATE, bearer_challenge(&realm, &state.service_name, scope, None))
 }
