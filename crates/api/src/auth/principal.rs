@@ -119,6 +119,19 @@ impl Principal {
         }
     }
 
+    /// Whether this principal's *user* may do `action` on `repo`: what a token
+    /// asked for with the user's credentials would allow. The same as
+    /// [`Self::can`] for password principals; for a token principal it looks
+    /// past the token's access list, so that a token lacking a scope its user
+    /// holds (answered 401 `insufficient_scope`) can be told from a user
+    /// lacking the right (403).
+    pub fn user_can(&self, repo: &str, action: Action) -> bool {
+        match &self.token {
+            None => self.can(repo, action),
+            Some(token) => token.user_admin || self.grants_allow(repo, action),
+        }
+    }
+
     /// Whether `repo` should appear in this principal's catalog listing: readable,
     /// or, for a token holding `registry:catalog:*`, readable by its user.
     pub fn can_list(&self, repo: &str) -> bool {
@@ -136,6 +149,12 @@ impl Principal {
     /// Whether this is the unauthenticated caller.
     pub fn is_anonymous(&self) -> bool {
         self.name == ANONYMOUS_USER
+    }
+
+    /// Whether this principal comes from a token (Bearer, `X-JFrog-Art-Api`, or
+    /// a token sent as a Basic password) rather than a password.
+    pub fn is_token(&self) -> bool {
+        self.token.is_some()
     }
 
     /// For a token principal, when its token expires (Unix seconds).

@@ -342,3 +342,14 @@ async fn endpoint_serves_anonymous_and_oauth_form() {
     let put = Request::put("/v2/token").body(Body::empty()).unwrap();
     assert_eq!(call(&router, put).await.0, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+#[tokio::test]
+async fn user_can_looks_past_the_tokens_access_list() {
+    let (_, auth) = setup();
+    let bob = auth.authenticate_password("bob", "bob-pw").await.unwrap();
+    assert!(!bob.is_token() && bob.user_can("team/a", Action::Write) && !bob.user_can("team/a", Action::Delete));
+    let pull = auth.verify_token(&token_for(&auth, "bob", "bob-pw", &["repository:team/a:pull"]).await).unwrap();
+    assert!(pull.is_token() && !pull.can("team/a", Action::Write));
+    assert!(pull.user_can("team/a", Action::Write), "a token for pull,push would be granted");
+    assert!(!pull.user_can("team/a", Action::Delete) && !pull.user_can("other", Action::Read));
+}
