@@ -132,13 +132,26 @@ impl Principal {
         }
     }
 
-    /// Whether `repo` should appear in this principal's catalog listing: readable,
-    /// or, for a token holding `registry:catalog:*`, readable by its user.
+    /// Whether this principal may list the catalog: any authenticated user by
+    /// password, and a token only if it holds `registry:catalog:*`. The token
+    /// endpoint grants that scope on the same rule, so a token never mints a
+    /// catalog token its parent lacked.
+    pub fn can_list_catalog(&self) -> bool {
+        !self.is_anonymous() && self.token.as_ref().is_none_or(TokenLimits::has_catalog)
+    }
+
+    /// Whether this principal's *user* may list the catalog (a catalog token
+    /// asked for with its credentials would be granted): any authenticated user.
+    pub fn user_can_list_catalog(&self) -> bool {
+        !self.is_anonymous()
+    }
+
+    /// Whether `repo` appears in this principal's catalog listing: when it may
+    /// list the catalog at all, every repository its user may read (a
+    /// `registry:catalog:*` token lists what its user may read, not only the
+    /// repositories named in the token).
     pub fn can_list(&self, repo: &str) -> bool {
-        match &self.token {
-            Some(token) if token.has_catalog() => token.user_admin || self.grants_allow(repo, Action::Read),
-            _ => self.can(repo, Action::Read),
-        }
+        self.can_list_catalog() && self.user_can(repo, Action::Read)
     }
 
     /// Whether this principal has administrative authority.
@@ -166,7 +179,7 @@ impl Principal {
     pub(crate) fn grant(&self, scope: &Scope) -> Option<Access> {
         let actions = match scope.resource_type.as_str() {
             REPOSITORY => self.granted_repository_actions(&scope.name, &scope.actions),
-            CATALOG_TYPE if scope.name == CATALOG_NAME && !self.is_anonymous() => catalog_actions(&scope.actions),
+            CATALOG_TYPE if scope.name == CATALOG_NAME && self.can_list_catalog() => catalog_actions(&scope.actions),
             _ => Vec::new(),
         };
         if actions.is_empty() {

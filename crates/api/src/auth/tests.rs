@@ -344,6 +344,32 @@ async fn endpoint_serves_anonymous_and_oauth_form() {
 }
 
 #[tokio::test]
+async fn endpoint_grants_the_catalog_only_to_passwords_and_catalog_tokens() {
+    let (_, auth) = setup();
+    let bob = auth.authenticate_password("bob", "bob-pw").await.unwrap();
+    let repo_token = auth.issue_token(&bob, "flotilla", &scopes(&["repository:team/a:pull"]), HOUR).unwrap().token;
+    let router = endpoint(auth);
+    let catalog_uri = "/v2/token?service=flotilla&scope=registry:catalog:*";
+    let access = |body: &serde_json::Value| {
+        super::token::verify(body["token"].as_str().unwrap(), SECRET, now_unix_secs()).unwrap().access
+    };
+
+    let (status, body) = call(&router, get(catalog_uri, Some(("bob", "bob-pw")))).await;
+    assert_eq!(status, StatusCode::OK);
+    let catalog = Access { resource_type: "registry".into(), name: "catalog".into(), actions: vec!["*".into()] };
+    assert_eq!(access(&body), vec![catalog]);
+
+    let with_token = Request::get(catalog_uri).header(AUTHORIZATION, format!("Bearer {repo_token}"));
+    let (status, body) = call(&router, with_token.body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "asking for more than one may have is not an error");
+    assert!(access(&body).is_empty(), "a token without the catalog scope mints none");
+
+    let (status, body) = call(&router, get(catalog_uri, None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(access(&body).is_empty(), "the anonymous account never lists the catalog");
+}
+
+#[tokio::test]
 async fn user_can_looks_past_the_tokens_access_list() {
     let (_, auth) = setup();
     let bob = auth.authenticate_password("bob", "bob-pw").await.unwrap();

@@ -23,6 +23,9 @@ use super::names::RepoName;
 use crate::auth::{bearer_challenge, Action, BearerError, Principal};
 use crate::state::AppState;
 
+/// The scope a catalog listing needs (Docker token spec).
+pub const CATALOG_SCOPE: &str = "registry:catalog:*";
+
 /// Authenticates the request and checks `action` on `repo`; refuses as the
 /// module documentation says.
 pub async fn authorize(state: &AppState, headers: &HeaderMap, repo: &RepoName, action: Action) -> OciResult<Principal> {
@@ -37,7 +40,7 @@ pub async fn authorize(state: &AppState, headers: &HeaderMap, repo: &RepoName, a
     Err(refuse(&state.service_name, headers, refusal, &scope, denied))
 }
 
-/// Authenticates without a repository (the `/v2/` base check, the catalog): anonymous
+/// Authenticates without a repository (the `/v2/` base check): anonymous
 /// callers are challenged.
 pub async fn authenticate_user(state: &AppState, headers: &HeaderMap) -> OciResult<Principal> {
     let principal = authenticate(state, headers, None).await?;
@@ -45,6 +48,19 @@ pub async fn authenticate_user(state: &AppState, headers: &HeaderMap) -> OciResu
         return Err(challenge(&state.service_name, headers, None, None, "authentication required"));
     }
     Ok(principal)
+}
+
+/// Authenticates a catalog listing: challenges carry `scope="registry:catalog:*"`
+/// (so a client following them gets a token that lists), and a token without
+/// that scope is answered `insufficient_scope`.
+pub async fn authorize_catalog(state: &AppState, headers: &HeaderMap) -> OciResult<Principal> {
+    let principal = authenticate(state, headers, Some(CATALOG_SCOPE)).await?;
+    if principal.can_list_catalog() {
+        return Ok(principal);
+    }
+    let refusal = Refusal::of(principal.is_token(), principal.is_anonymous(), principal.user_can_list_catalog());
+    let denied = || format!("{} may not list the catalog", principal.name);
+    Err(refuse(&state.service_name, headers, refusal, CATALOG_SCOPE, denied))
 }
 
 /// How a request that may not do what it asks is refused.
@@ -229,6 +245,28 @@ mod tests {
         assert_eq!(refusal(&anonymous_token, "app", Action::Delete), Some(Refusal::Unauthenticated));
     }
 
+    #[tokio::test]
+    async fn catalog_needs_the_catalog_scope_and_lists_what_the_user_reads() {
+        let auth = setup();
+        let reader = password(&auth, "reader").await;
+        assert!(reader.can_list_catalog() && reader.can_list("app") && !reader.can_list("other"));
+        let repo_token = token(&auth, &reader, &["repository:app:pull"]);
+        assert!(!repo_token.can_list_catalog() && !repo_token.can_list("app"));
+        assert_eq!(
+            Refusal::of(repo_token.is_token(), repo_token.is_anonymous(), repo_token.user_can_list_catalog()),
+            Refusal::InsufficientScope
+        );
+        let catalog = token(&auth, &reader, &[CATALOG_SCOPE]);
+        assert!(catalog.can_list_catalog() && catalog.can_list("app") && !catalog.can_list("other"));
+        // A token never mints a catalog token it lacks itself.
+        let minted = token(&auth, &repo_token, &[CATALOG_SCOPE]);
+        assert!(!minted.can_list_catalog());
+        let anonymous = auth.principal(&HeaderMap::new()).await.unwrap();
+        assert!(!anonymous.can_list_catalog() && !token(&auth, &anonymous, &[CATALOG_SCOPE]).can_list_catalog());
+        let admin = password(&auth, "admin").await;
+        assert!(token(&auth, &admin, &[CATALOG_SCOPE]).can_list("anything"));
+    }
+
     async fn rendered(error: OciError) -> (StatusCode, Option<String>, serde_json::Value) {
         let response = error.into_response();
         let status = response.status();
@@ -282,9 +320,6 @@ mod tests {
                 {"Type": "repository", "Name": "a/b", "Action": "push"}
             ])
         );
-        assert_eq!(
-            access_records("registry:catalog:*"),
-            json!([{"Type": "registry", "Name": "catalog", "Action": "*"}])
-        );
+        assert_eq!(access_records(CATALOG_SCOPE), json!([{"Type": "registry", "Name": "catalog", "Action": "*"}]));
     }
 }

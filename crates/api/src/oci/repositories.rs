@@ -1,15 +1,19 @@
 //! `GET /v2/_catalog?n=&last=`: repositories the caller may read.
+//!
+//! Listing needs a password, or a token holding `registry:catalog:*` (which
+//! lists every repository the token's user may read); challenges ask for that
+//! scope, see [`authorize_catalog`].
 
 use serde_json::json;
 
-use super::access::authenticate_user;
+use super::access::authorize_catalog;
 use super::error::OciResult;
 use super::tags::{next_link, paged_json, Page};
 use super::OciRequest;
 use crate::state::AppState;
 
 pub async fn list(state: &AppState, request: &OciRequest) -> OciResult {
-    let principal = authenticate_user(state, &request.headers).await?;
+    let principal = authorize_catalog(state, &request.headers).await?;
     let page = Page::from_request(request)?;
     let oci = state.catalog().await?.oci();
     let mut visible = Vec::with_capacity(page.n.min(1024));
