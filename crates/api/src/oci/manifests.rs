@@ -104,6 +104,25 @@ pub async fn put(
     Ok(response)
 }
 
+/// A manifest route whose reference is neither a tag nor a digest, authorized
+/// as a valid one would be: GET, HEAD and DELETE answer 404 `MANIFEST_UNKNOWN`
+/// (no manifest has such a name; the conformance suite's "nonexistent
+/// manifest" is `.INVALID_MANIFEST_NAME`), PUT 400 `MANIFEST_INVALID`.
+pub async fn invalid_reference(state: &AppState, request: &OciRequest, repo: &RepoName) -> OciResult {
+    let action = match request.method {
+        Method::PUT => Action::Write,
+        Method::DELETE => Action::Delete,
+        _ => Action::Read,
+    };
+    authorize(state, &request.headers, repo, action).await?;
+    Err(match action {
+        Action::Write => OciError::new(OciErrorCode::ManifestInvalid, "invalid tag or digest"),
+        Action::Read | Action::Delete => {
+            OciError::new(OciErrorCode::ManifestUnknown, format!("manifest unknown to {repo}: invalid tag or digest"))
+        }
+    })
+}
+
 pub async fn delete(state: &AppState, request: &OciRequest, repo: &RepoName, reference: &Reference) -> OciResult {
     authorize(state, &request.headers, repo, Action::Delete).await?;
     let command = match reference {

@@ -131,6 +131,9 @@ async fn handle(state: &AppState, route: OciRoute, request: OciRequest, body: Bo
         (&M::DELETE, OciRoute::Manifest(repo, reference)) => {
             manifests::delete(state, &request, &repo, &reference).await
         }
+        (&M::GET | &M::HEAD | &M::PUT | &M::DELETE, OciRoute::ManifestReferenceInvalid(repo)) => {
+            manifests::invalid_reference(state, &request, &repo).await
+        }
         (&M::GET | &M::HEAD, OciRoute::Blob(repo, digest)) => blobs::get(state, &request, &repo, &digest).await,
         (&M::DELETE, OciRoute::Blob(repo, digest)) => blobs::delete(state, &request, &repo, &digest).await,
         (&M::POST, OciRoute::UploadStart(repo)) => uploads::start(state, &request, body, &repo).await,
@@ -156,8 +159,6 @@ fn route_error(error: RouteError) -> OciError {
         }
         RouteError::NameInvalid => OciError::new(OciErrorCode::NameInvalid, "invalid repository name"),
         RouteError::DigestInvalid => OciError::new(OciErrorCode::DigestInvalid, "invalid digest"),
-        RouteError::ReferenceInvalid => OciError::new(OciErrorCode::ManifestInvalid, "invalid tag or digest")
-            .with_status(axum::http::StatusCode::BAD_REQUEST),
     }
 }
 

@@ -19,6 +19,11 @@ pub enum OciRoute {
     Tags(RepoName),
     /// `/v2/<name>/manifests/<reference>`
     Manifest(RepoName, Reference),
+    /// `/v2/<name>/manifests/<reference>` whose reference is neither a valid tag
+    /// nor a valid digest: it names no manifest (GET, HEAD and DELETE answer
+    /// 404 `MANIFEST_UNKNOWN`, as the conformance suite expects of
+    /// `.INVALID_MANIFEST_NAME`) and nothing can be pushed under it (PUT: 400).
+    ManifestReferenceInvalid(RepoName),
     /// `/v2/<name>/blobs/<digest>`
     Blob(RepoName, Digest),
     /// `/v2/<name>/blobs/uploads/`
@@ -38,8 +43,6 @@ pub enum RouteError {
     NameInvalid,
     /// The digest in the path is malformed.
     DigestInvalid,
-    /// The tag or digest after `manifests/` is malformed.
-    ReferenceInvalid,
 }
 
 impl OciRoute {
@@ -69,8 +72,10 @@ impl OciRoute {
         }
         if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
             let name = parse_name(name)?;
-            let reference = Reference::parse(reference).ok_or(RouteError::ReferenceInvalid)?;
-            return Ok(OciRoute::Manifest(name, reference));
+            return Ok(match Reference::parse(reference) {
+                Some(reference) => OciRoute::Manifest(name, reference),
+                None => OciRoute::ManifestReferenceInvalid(name),
+            });
         }
         if let Some((name, digest)) = rest.rsplit_once("/referrers/") {
             return Ok(OciRoute::Referrers(parse_name(name)?, parse_digest(digest)?));
@@ -84,6 +89,7 @@ impl OciRoute {
             OciRoute::Base | OciRoute::Catalog | OciRoute::Token => None,
             OciRoute::Tags(name)
             | OciRoute::Manifest(name, _)
+            | OciRoute::ManifestReferenceInvalid(name)
             | OciRoute::Blob(name, _)
             | OciRoute::UploadStart(name)
             | OciRoute::Upload(name, _)
@@ -98,7 +104,7 @@ impl OciRoute {
             OciRoute::Catalog => "catalog",
             OciRoute::Token => "token",
             OciRoute::Tags(_) => "tags",
-            OciRoute::Manifest(..) => "manifest",
+            OciRoute::Manifest(..) | OciRoute::ManifestReferenceInvalid(_) => "manifest",
             OciRoute::Blob(..) => "blob",
             OciRoute::UploadStart(_) | OciRoute::Upload(..) => "upload",
             OciRoute::Referrers(..) => "referrers",
@@ -151,8 +157,18 @@ mod tests {
         assert_eq!(OciRoute::parse("a%2Fb/tags/list"), Err(RouteError::NameInvalid));
         assert_eq!(OciRoute::parse("../x/tags/list"), Err(RouteError::NameInvalid));
         assert_eq!(OciRoute::parse("a/blobs/sha256:zz"), Err(RouteError::DigestInvalid));
-        assert_eq!(OciRoute::parse("a/manifests/-bad"), Err(RouteError::ReferenceInvalid));
         assert_eq!(OciRoute::parse("a/unknown"), Err(RouteError::NotFound));
+    }
+
+    #[test]
+    fn invalid_references_are_a_manifest_route_of_their_own() {
+        for reference in [".INVALID_MANIFEST_NAME", "-bad", "", "sha256:zz", "a/b", &"t".repeat(129)] {
+            let path = format!("team/app/manifests/{reference}");
+            assert_eq!(OciRoute::parse(&path), Ok(OciRoute::ManifestReferenceInvalid(name("team/app"))), "{path}");
+        }
+        assert_eq!(OciRoute::parse("BAD/manifests/latest"), Err(RouteError::NameInvalid), "the name still counts");
+        assert_eq!(OciRoute::parse("BAD/manifests/.x"), Err(RouteError::NameInvalid));
+        assert_eq!(crate::oci::route_label("/v2/a/manifests/.x"), "manifest");
     }
 
     proptest! {
@@ -165,6 +181,22 @@ mod tests {
         fn tag_routes_round_trip(repo in "[a-z0-9]{1,6}(/[a-z0-9]{1,6}){0,3}", tag in "[a-zA-Z0-9_][a-zA-Z0-9._-]{0,20}") {
             let route = OciRoute::parse(&format!("{repo}/manifests/{tag}")).unwrap();
             prop_assert_eq!(route, OciRoute::Manifest(name(&repo), Reference::Tag(tag)));
+        }
+
+        #[test]
+        fn any_reference_under_a_valid_name_is_a_manifest_route(
+            repo in "[a-z0-9]{1,6}(/[a-z0-9]{1,6}){0,3}",
+            reference in "[^/]{0,140}",
+        ) {
+            let route = OciRoute::parse(&format!("{repo}/manifests/{reference}")).unwrap();
+            match (Reference::parse(&reference), route) {
+                (Some(parsed), OciRoute::Manifest(parsed_name, route_reference)) => {
+                    prop_assert_eq!(parsed_name, name(&repo));
+                    prop_assert_eq!(route_reference, parsed);
+                }
+                (None, OciRoute::ManifestReferenceInvalid(parsed_name)) => prop_assert_eq!(parsed_name, name(&repo)),
+                (parsed, route) => prop_assert!(false, "{reference:?} parsed as {parsed:?} routed to {route:?}"),
+            }
         }
     }
 }
