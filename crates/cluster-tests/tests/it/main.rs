@@ -14,6 +14,7 @@ mod t12_oci_content_discovery;
 mod t13_oci_content_management;
 mod t14_oci_failure_edges;
 mod t15_auth;
+mod t16_token_client;
 mod t20_skopeo;
 mod t21_oras;
 mod t22_docker;
