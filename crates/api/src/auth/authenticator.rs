@@ -23,6 +23,12 @@ pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 /// Argon2 verifications running at once: bounds the blocking pool and argon2
 /// memory (19 MiB each) under a flood of wrong passwords.
 const MAX_CONCURRENT_PASSWORD_CHECKS: usize = 8;
+/// How long a token answered `insufficient_scope` is remembered for the request
+/// it was presented on: long enough for a client's immediate retry.
+const NARROW_TOKEN_MEMORY: Duration = Duration::from_secs(60);
+/// Such answers remembered at most: a retry follows its 401 at once, and a
+/// small map keeps the eviction scan of a full one cheap.
+const NARROW_TOKEN_CAPACITY: usize = 1024;
 /// Password hashed once and verified against for unknown users, so that their
 /// failure takes as long as a wrong password for a known user.
 const TIMING_DECOY_PASSWORD: &str = "flotilla-timing-decoy";
@@ -37,6 +43,9 @@ pub struct Authenticator {
     password_checks: Arc<Semaphore>,
     /// Argon2 verifications run so far.
     verifications: AtomicU64,
+    /// (credential header, scope, request) answered `insufficient_scope` lately:
+    /// see [`Authenticator::insufficient_scope_again`].
+    narrow_tokens: CredentialCache,
 }
 
 impl Authenticator {
@@ -48,6 +57,7 @@ impl Authenticator {
             in_flight: Mutex::new(HashMap::new()),
             password_checks: Arc::new(Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS)),
             verifications: AtomicU64::new(0),
+            narrow_tokens: CredentialCache::new(NARROW_TOKEN_CAPACITY, NARROW_TOKEN_MEMORY),
         }
     }
 
@@ -147,6 +157,29 @@ impl Authenticator {
         };
         let token = token::sign(&claims, &secret)?;
         Ok(IssuedToken { token, expires_in: expires_at.saturating_sub(now), issued_at: rfc3339(now) })
+    }
+
+    /// Notes that the credentials of `headers` were answered `insufficient_scope`
+    /// for `scope` on `request` (method and target), and says whether they
+    /// already were within the last minute.
+    ///
+    /// A client that follows the token flow fetches a token for the challenge's
+    /// scope and never presents the same too-narrow token for the same request
+    /// twice; one that does (oras-py resends its cached token once, and fetches
+    /// a new one only after a 403) is answered 403 with the same challenge the
+    /// second time. Keys are hashes; nothing is kept in the clear.
+    pub fn insufficient_scope_again(&self, headers: &HeaderMap, scope: &str, request: &str) -> bool {
+        let credential = [http::header::AUTHORIZATION.as_str(), credentials::ART_API_KEY_HEADER]
+            .iter()
+            .find_map(|name| headers.get(*name))
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+            .unwrap_or_default();
+        let key = CredentialCache::key(&credential, scope, request);
+        if self.narrow_tokens.contains(&key) {
+            return true;
+        }
+        self.narrow_tokens.insert(key);
+        false
     }
 
     /// Number of cached verified credentials.

@@ -379,3 +379,17 @@ async fn user_can_looks_past_the_tokens_access_list() {
     assert!(pull.user_can("team/a", Action::Write), "a token for pull,push would be granted");
     assert!(!pull.user_can("team/a", Action::Delete) && !pull.user_can("other", Action::Read));
 }
+
+#[test]
+fn a_narrow_token_presented_again_for_the_same_request_is_noticed() {
+    let (_, auth) = setup();
+    let narrow = bearer("eyJ.a.b");
+    let scope = "repository:team/a:delete";
+    let request = "DELETE /v2/team/a/manifests/v1";
+    assert!(!auth.insufficient_scope_again(&narrow, scope, request), "first presentation");
+    assert!(auth.insufficient_scope_again(&narrow, scope, request), "the same token, scope and request again");
+    assert!(!auth.insufficient_scope_again(&narrow, scope, "DELETE /v2/team/a/manifests/v2"), "another request");
+    assert!(!auth.insufficient_scope_again(&narrow, "repository:team/a:pull", request), "another scope");
+    assert!(!auth.insufficient_scope_again(&bearer("eyJ.c.d"), scope, request), "another token");
+    assert!(!auth.insufficient_scope_again(&basic("bob", "eyJ.a.b"), scope, request), "the token as a password");
+}

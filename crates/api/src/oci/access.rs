@@ -10,6 +10,10 @@
 //!   user holds: 401 `UNAUTHORIZED` whose challenge adds
 //!   `error="insufficient_scope"`, as the distribution registry answers, so a
 //!   token client fetches a token with the wider scope and retries;
+//! - the same token presented again for the same request within a minute of
+//!   that answer: 403 `DENIED` with the same challenge. Clients that follow the
+//!   token flow never do this (they fetch a token for the named scope); oras-py
+//!   does, and fetches a new token only after a 403;
 //! - an authenticated user who lacks the right, by password or by token: 403
 //!   `DENIED`. A token client that asked for the scope got a token without it
 //!   (the token endpoint grants the permitted subset), so its retry ends here
@@ -20,6 +24,7 @@ use serde_json::json;
 
 use super::error::{OciError, OciErrorCode, OciResult};
 use super::names::RepoName;
+use super::OciRequest;
 use crate::auth::{bearer_challenge, Action, BearerError, Principal};
 use crate::state::AppState;
 
@@ -28,16 +33,22 @@ pub const CATALOG_SCOPE: &str = "registry:catalog:*";
 
 /// Authenticates the request and checks `action` on `repo`; refuses as the
 /// module documentation says.
-pub async fn authorize(state: &AppState, headers: &HeaderMap, repo: &RepoName, action: Action) -> OciResult<Principal> {
+pub async fn authorize(
+    state: &AppState,
+    request: &OciRequest,
+    repo: &RepoName,
+    action: Action,
+) -> OciResult<Principal> {
     let scope = repository_scope(repo, action);
-    let principal = authenticate(state, headers, Some(&scope)).await?;
+    let principal = authenticate(state, &request.headers, Some(&scope)).await?;
     if principal.can(repo.as_str(), action) {
         return Ok(principal);
     }
     let refusal =
         Refusal::of(principal.is_token(), principal.is_anonymous(), principal.user_can(repo.as_str(), action));
+    let refusal = again(state, request, refusal, &scope);
     let denied = || format!("{} may not {} {repo}", principal.name, action.scope_action());
-    Err(refuse(&state.service_name, headers, refusal, &scope, denied))
+    Err(refuse(&state.service_name, &request.headers, refusal, &scope, denied))
 }
 
 /// Authenticates without a repository (the `/v2/` base check): anonymous
@@ -53,14 +64,29 @@ pub async fn authenticate_user(state: &AppState, headers: &HeaderMap) -> OciResu
 /// Authenticates a catalog listing: challenges carry `scope="registry:catalog:*"`
 /// (so a client following them gets a token that lists), and a token without
 /// that scope is answered `insufficient_scope`.
-pub async fn authorize_catalog(state: &AppState, headers: &HeaderMap) -> OciResult<Principal> {
-    let principal = authenticate(state, headers, Some(CATALOG_SCOPE)).await?;
+pub async fn authorize_catalog(state: &AppState, request: &OciRequest) -> OciResult<Principal> {
+    let principal = authenticate(state, &request.headers, Some(CATALOG_SCOPE)).await?;
     if principal.can_list_catalog() {
         return Ok(principal);
     }
     let refusal = Refusal::of(principal.is_token(), principal.is_anonymous(), principal.user_can_list_catalog());
+    let refusal = again(state, request, refusal, CATALOG_SCOPE);
     let denied = || format!("{} may not list the catalog", principal.name);
-    Err(refuse(&state.service_name, headers, refusal, CATALOG_SCOPE, denied))
+    Err(refuse(&state.service_name, &request.headers, refusal, CATALOG_SCOPE, denied))
+}
+
+/// [`Refusal::InsufficientScopeAgain`] when this token was already answered
+/// `insufficient_scope` for this scope on this very request (method and target).
+fn again(state: &AppState, request: &OciRequest, refusal: Refusal, scope: &str) -> Refusal {
+    if refusal != Refusal::InsufficientScope {
+        return refusal;
+    }
+    let target = request.uri.path_and_query().map_or("", |target| target.as_str());
+    let request_line = format!("{} {target}", request.method);
+    if state.auth.insufficient_scope_again(&request.headers, scope, &request_line) {
+        return Refusal::InsufficientScopeAgain;
+    }
+    refusal
 }
 
 /// How a request that may not do what it asks is refused.
@@ -70,6 +96,10 @@ pub enum Refusal {
     Unauthenticated,
     /// 401 with `error="insufficient_scope"`: a token for the challenge's scope would do.
     InsufficientScope,
+    /// The same, for a token presented again on the same request after that
+    /// answer: 403 `DENIED` with the same challenge (what oras-py needs to
+    /// fetch a new token).
+    InsufficientScopeAgain,
     /// 403 `DENIED`: the user may not, whatever token it gets.
     Denied,
 }
@@ -103,6 +133,14 @@ fn refuse(
             let message = format!("insufficient scope: the token does not grant {scope}");
             challenge(service, headers, Some(scope), Some(BearerError::InsufficientScope), &message)
                 .with_detail(access_records(scope))
+        }
+        Refusal::InsufficientScopeAgain => {
+            let message = format!("insufficient scope: the token does not grant {scope}; fetch a token for it");
+            let challenge =
+                bearer_challenge(&realm(headers), service, Some(scope), Some(BearerError::InsufficientScope));
+            OciError::new(OciErrorCode::Denied, message)
+                .with_detail(access_records(scope))
+                .with_header(header::WWW_AUTHENTICATE, challenge)
         }
         Refusal::Denied => OciError::new(OciErrorCode::Denied, denied_message()),
     }
@@ -143,15 +181,19 @@ fn challenge(
     error: Option<BearerError>,
     message: &str,
 ) -> OciError {
+    OciError::new(OciErrorCode::Unauthorized, message.to_owned())
+        .with_header(header::WWW_AUTHENTICATE, bearer_challenge(&realm(headers), service, scope, error))
+}
+
+/// The token endpoint as the client reached this node.
+fn realm(headers: &HeaderMap) -> String {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
     let scheme = headers
         .get("x-forwarded-proto")
         .and_then(|h| h.to_str().ok())
         .filter(|proto| *proto == "https")
         .unwrap_or("http");
-    let realm = format!("{scheme}://{host}/v2/token");
-    OciError::new(OciErrorCode::Unauthorized, message.to_owned())
-        .with_header(header::WWW_AUTHENTICATE, bearer_challenge(&realm, service, scope, error))
+    format!("{scheme}://{host}/v2/token")
 }
 
 #[cfg(test)]
@@ -302,6 +344,12 @@ mod tests {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert!(!challenge.unwrap().contains("error="));
         assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED");
+
+        let (status, challenge, body) =
+            rendered(refuse("flotilla", &headers, Refusal::InsufficientScopeAgain, scope, denied)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(challenge.unwrap().ends_with(r#",error="insufficient_scope""#), "oras-py fetches a token on this");
+        assert_eq!(body["errors"][0]["code"], "DENIED");
 
         let (status, challenge, body) = rendered(refuse("flotilla", &headers, Refusal::Denied, scope, denied)).await;
         assert_eq!((status, challenge), (StatusCode::FORBIDDEN, None));

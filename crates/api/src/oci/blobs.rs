@@ -20,7 +20,7 @@ use crate::state::AppState;
 
 /// Serves a blob linked in `repo`, whole or one byte range.
 pub async fn get(state: &AppState, request: &OciRequest, repo: &RepoName, digest: &Digest) -> OciResult {
-    authorize(state, &request.headers, repo, Action::Read).await?;
+    authorize(state, request, repo, Action::Read).await?;
     let size = linked_size(state, repo, digest).await?;
     let range = match request.header("range") {
         Some(value) => parse_range(value, size),
@@ -84,7 +84,7 @@ async fn linked_size(state: &AppState, repo: &RepoName, digest: &Digest) -> OciR
 
 /// Unlinks a blob from `repo`; the bytes go at the next garbage collection.
 pub async fn delete(state: &AppState, request: &OciRequest, repo: &RepoName, digest: &Digest) -> OciResult {
-    authorize(state, &request.headers, repo, Action::Delete).await?;
+    authorize(state, request, repo, Action::Delete).await?;
     let command = Command::UnlinkBlob { repo: repo.to_string(), digest: digest.clone() };
     state.meta.write(command).await?;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())

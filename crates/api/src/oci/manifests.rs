@@ -17,7 +17,7 @@ use crate::auth::Action;
 use crate::state::AppState;
 
 pub async fn get(state: &AppState, request: &OciRequest, repo: &RepoName, reference: &Reference) -> OciResult {
-    authorize(state, &request.headers, repo, Action::Read).await?;
+    authorize(state, request, repo, Action::Read).await?;
     let manifest = find(state, repo, reference).await?;
     let content = manifest.content.content;
     let builder = Response::builder()
@@ -57,7 +57,7 @@ pub async fn put(
     repo: &RepoName,
     reference: &Reference,
 ) -> OciResult {
-    authorize(state, &request.headers, repo, Action::Write).await?;
+    authorize(state, request, repo, Action::Write).await?;
     let content_type = request.header("content-type").map(str::to_owned);
     let body = read_limited(body, state.limits.max_manifest_bytes).await?;
     let (digest, tag) = match reference {
@@ -114,7 +114,7 @@ pub async fn invalid_reference(state: &AppState, request: &OciRequest, repo: &Re
         Method::DELETE => Action::Delete,
         _ => Action::Read,
     };
-    authorize(state, &request.headers, repo, action).await?;
+    authorize(state, request, repo, action).await?;
     Err(match action {
         Action::Write => OciError::new(OciErrorCode::ManifestInvalid, "invalid tag or digest"),
         Action::Read | Action::Delete => {
@@ -124,7 +124,7 @@ pub async fn invalid_reference(state: &AppState, request: &OciRequest, repo: &Re
 }
 
 pub async fn delete(state: &AppState, request: &OciRequest, repo: &RepoName, reference: &Reference) -> OciResult {
-    authorize(state, &request.headers, repo, Action::Delete).await?;
+    authorize(state, request, repo, Action::Delete).await?;
     let command = match reference {
         Reference::Digest(digest) => Command::DeleteManifest { repo: repo.to_string(), digest: digest.clone() },
         Reference::Tag(tag) => Command::DeleteTag { repo: repo.to_string(), tag: tag.clone() },

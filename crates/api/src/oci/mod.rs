@@ -145,7 +145,7 @@ async fn handle(state: &AppState, route: OciRoute, request: OciRequest, body: Bo
         (method, route) => {
             // Unauthenticated callers are challenged first, as on every other route.
             if let Some(repo) = route.repo() {
-                access::authorize(state, &request.headers, repo, crate::auth::Action::Read).await?;
+                access::authorize(state, &request, repo, crate::auth::Action::Read).await?;
             }
             Err(OciError::new(OciErrorCode::Unsupported, format!("{method} is not supported on {}", route.label())))
         }

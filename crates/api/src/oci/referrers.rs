@@ -18,7 +18,7 @@ use crate::auth::Action;
 use crate::state::AppState;
 
 pub async fn list(state: &AppState, request: &OciRequest, repo: &RepoName, subject: &Digest) -> OciResult {
-    authorize(state, &request.headers, repo, Action::Read).await?;
+    authorize(state, request, repo, Action::Read).await?;
     let filter = request.query("artifactType").filter(|t| !t.is_empty());
     let referrers = state.catalog().await?.oci().referrers(repo.as_str(), subject, MAX_PAGE)?;
     let descriptors: Vec<Value> =

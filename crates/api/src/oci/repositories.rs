@@ -13,7 +13,7 @@ use super::OciRequest;
 use crate::state::AppState;
 
 pub async fn list(state: &AppState, request: &OciRequest) -> OciResult {
-    let principal = authorize_catalog(state, &request.headers).await?;
+    let principal = authorize_catalog(state, request).await?;
     let page = Page::from_request(request)?;
     let oci = state.catalog().await?.oci();
     let mut visible = Vec::with_capacity(page.n.min(1024));

@@ -16,7 +16,7 @@ use crate::state::AppState;
 pub const DEFAULT_PAGE: usize = 1000;
 
 pub async fn list(state: &AppState, request: &OciRequest, repo: &RepoName) -> OciResult {
-    authorize(state, &request.headers, repo, Action::Read).await?;
+    authorize(state, request, repo, Action::Read).await?;
     let page = Page::from_request(request)?;
     let oci = state.catalog().await?.oci();
     if !oci.repo_exists(repo.as_str())? {

@@ -3,7 +3,7 @@
 //! `PUT ?digest=` to finish, `GET` for status, `DELETE` to cancel.
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use flotilla_model::oci::Command;
@@ -22,9 +22,9 @@ use crate::auth::Action;
 use crate::state::AppState;
 
 pub async fn start(state: &AppState, request: &OciRequest, body: Body, repo: &RepoName) -> OciResult {
-    authorize(state, &request.headers, repo, Action::Write).await?;
+    authorize(state, request, repo, Action::Write).await?;
     if let (Some(mount), Some(from)) = (request.query("mount"), request.query("from")) {
-        if let Some(response) = try_mount(state, &request.headers, repo, &mount, &from).await? {
+        if let Some(response) = try_mount(state, request, repo, &mount, &from).await? {
             return Ok(response);
         }
     }
@@ -44,7 +44,7 @@ pub async fn start(state: &AppState, request: &OciRequest, body: Body, repo: &Re
 /// holds the blob; otherwise the caller gets an ordinary session (spec: 202).
 async fn try_mount(
     state: &AppState,
-    headers: &HeaderMap,
+    request: &OciRequest,
     repo: &RepoName,
     mount: &str,
     from: &str,
@@ -52,7 +52,7 @@ async fn try_mount(
     let (Ok(digest), Some(from)) = (Digest::parse(mount), RepoName::parse(from)) else {
         return Ok(None);
     };
-    if authorize(state, headers, &from, Action::Read).await.is_err() {
+    if authorize(state, request, &from, Action::Read).await.is_err() {
         return Ok(None);
     }
     let command = Command::MountBlob { from: from.to_string(), repo: repo.to_string(), digest: digest.clone() };
@@ -91,13 +91,13 @@ fn blob_created(repo: &RepoName, digest: &Digest) -> Response {
 }
 
 pub async fn status(state: &AppState, request: &OciRequest, repo: &RepoName, id: &str) -> OciResult {
-    authorize(state, &request.headers, repo, Action::Write).await?;
+    authorize(state, request, repo, Action::Write).await?;
     let session = session_of(state, repo, id).await?;
     Ok(session_response(StatusCode::NO_CONTENT, repo, &session))
 }
 
 pub async fn patch(state: &AppState, request: &OciRequest, body: Body, repo: &RepoName, id: &str) -> OciResult {
-    authorize(state, &request.headers, repo, Action::Write).await?;
+    authorize(state, request, repo, Action::Write).await?;
     let session = session_of(state, repo, id).await?;
     let expected_start = match request.header("content-range") {
         Some(value) => {
@@ -121,7 +121,7 @@ pub async fn patch(state: &AppState, request: &OciRequest, body: Body, repo: &Re
 }
 
 pub async fn finish(state: &AppState, request: &OciRequest, body: Body, repo: &RepoName, id: &str) -> OciResult {
-    authorize(state, &request.headers, repo, Action::Write).await?;
+    authorize(state, request, repo, Action::Write).await?;
     let session = session_of(state, repo, id).await?;
     let digest = parse_digest(
         &request
@@ -147,7 +147,7 @@ pub async fn finish(state: &AppState, request: &OciRequest, body: Body, repo: &R
 }
 
 pub async fn cancel(state: &AppState, request: &OciRequest, repo: &RepoName, id: &str) -> OciResult {
-    authorize(state, &request.headers, repo, Action::Write).await?;
+    authorize(state, request, repo, Action::Write).await?;
     let session = session_of(state, repo, id).await?;
     state.uploads.cancel(session.id).await.map_err(|e| blob_error(e, OciErrorCode::BlobUploadUnknown))?;
     Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())

@@ -217,6 +217,13 @@ fn insufficient_scope_answer_is_401_unauthorized_with_the_needed_scope() {
         let reply = basic.delete_manifest(&name, &digest)?.expect_error(401, "UNAUTHORIZED")?;
         let challenge = bearer_challenge(&reply).context("no Bearer challenge for the Basic token")?;
         assert_eq!(challenge.param("error"), Some("insufficient_scope"));
+        // A client that resends the same token on the same request (oras-py
+        // does, and fetches a new token only after a 403) gets 403 with the
+        // same challenge the second time.
+        let again = pull.delete_manifest(&name, &digest)?.expect_error(403, "DENIED")?;
+        let challenge = bearer_challenge(&again).context("no Bearer challenge on the repeated request")?;
+        assert_eq!(challenge.param("error"), Some("insufficient_scope"));
+        assert_eq!(challenge.param("scope"), Some(format!("repository:{name}:delete").as_str()));
         admin.head_manifest(&name, &digest)?.expect_status(200)?;
         Ok(())
     });
