@@ -13,7 +13,7 @@ use crate::domain::Domain;
 use crate::rejection::{Refusal, Rejection};
 use crate::store::{decode, key, put_json, tables, StateRead, StateWrite, Tx};
 
-pub use reader::Reader;
+pub use reader::{Reader, MAX_USERS};
 
 /// Refusal codes of this domain.
 pub mod code {

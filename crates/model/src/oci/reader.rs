@@ -17,7 +17,7 @@ pub struct StoredManifest {
 
 /// Reads repositories, links, manifests, tags and referrers.
 ///
-/// Give it one point-in-time view ([`crate::Catalog::with_view`]) when a
+/// Give it one point-in-time view ([`crate::Catalog::view`]) when a
 /// query reads several keys that one command changes together.
 pub struct Reader<'s> {
     store: View<'s>,

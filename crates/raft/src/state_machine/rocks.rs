@@ -1,6 +1,6 @@
 //! openraft's `RaftStateMachine` on RocksDB.
 //!
-//! Apply runs the pure [`flotilla_model::apply`] over an `Overlay`
+//! Apply runs the pure [`flotilla_model::apply()`] over an `Overlay`
 //! of `CF_STATE` (reads see this batch's pending writes first), then writes the
 //! overlay and the applied state (key `0x00 'a'`) in one batch. That batch is
 //! not synced: the log is durable, openraft re-applies committed entries after a
