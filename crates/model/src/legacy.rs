@@ -171,8 +171,45 @@ impl From<RejectionWire> for Rejection {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::request::{Request, Response};
+
+    proptest! {
+        /// Whatever bytes a log entry holds, decoding it is an error or a command, never a panic.
+        #[test]
+        fn decoding_never_panics(text in "\\PC{0,200}") {
+            let _ = serde_json::from_str::<Command>(&text);
+            let _ = serde_json::from_str::<Response>(&text);
+        }
+
+        /// Flat and nested shapes around arbitrary payloads: decoding never
+        /// panics, and whatever decodes encodes back to the nested shape and
+        /// decodes to the same command again.
+        #[test]
+        fn flat_and_nested_shapes_round_trip(
+            name in prop_oneof![
+                Just("CancelTask"), Just("DeleteUser"), Just("MarkLayoutSynced"), Just("DeleteTag"), Just("Nope")
+            ],
+            nested in any::<bool>(),
+            field in prop_oneof![Just("id"), Just("name"), Just("version"), Just("repo"), Just("tag")],
+            value in prop_oneof![
+                "[a-z]{0,8}".prop_map(serde_json::Value::from),
+                any::<u32>().prop_map(serde_json::Value::from),
+            ],
+        ) {
+            let payload = serde_json::json!({ field: value });
+            let entry = match (nested, legacy_domain(name)) {
+                (true, Some(domain)) => serde_json::json!({ domain: { name: payload } }),
+                _ => serde_json::json!({ name: payload }),
+            };
+            if let Ok(command) = serde_json::from_value::<Command>(entry) {
+                let encoded = serde_json::to_string(&command).unwrap();
+                prop_assert_eq!(serde_json::from_str::<Command>(&encoded).unwrap(), command);
+            }
+        }
+    }
 
     #[test]
     fn flat_log_entries_decode_into_their_domain() {
