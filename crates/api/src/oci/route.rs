@@ -195,7 +195,10 @@ mod tests {
                     prop_assert_eq!(route_reference, parsed);
                 }
                 (None, OciRoute::ManifestReferenceInvalid(parsed_name)) => prop_assert_eq!(parsed_name, name(&repo)),
-                (parsed, route) => prop_assert!(false, "{reference:?} parsed as {parsed:?} routed to {route:?}"),
+                (parsed, route) => {
+                    let message = format!("{reference:?} parsed as {parsed:?} routed to {route:?}");
+                    return Err(TestCaseError::fail(message));
+                }
             }
         }
     }
