@@ -28,7 +28,9 @@ use flotilla_storage::{Digest, ErrorKind};
 use crate::domain::Domain;
 use crate::rejection::{Refusal, Rejection};
 use crate::store::codec::{KeyReader, KeyWriter};
-use crate::store::{decode, for_each_entry, get_json, key, put_json, tables, StateRead, StateWrite, StoreError, Tx};
+use crate::store::{
+    count_entries, decode, for_each_entry, get_json, key, put_json, tables, StateRead, StateWrite, StoreError, Tx,
+};
 
 pub use backfill::{BackfillCursor, BACKFILL_BATCH};
 pub use gc::{MAX_COLLECT_BATCH, TOMBSTONE_RETENTION_MS};
@@ -121,25 +123,17 @@ fn check_invariants(store: &dyn StateRead) -> Result<(), StoreError> {
         }
         Ok(())
     })?;
-    let mut indexed = 0;
-    for_each_entry(store, &[tables::BLOB_UNREFERENCED], |_, _| {
-        indexed += 1;
-        Ok(())
-    })?;
+    let indexed = count_entries(store, &[tables::BLOB_UNREFERENCED])?;
     if indexed != unreferenced {
         return violation(format!("{indexed} unreferenced index entries for {unreferenced} unreferenced blobs"));
     }
-    let mut rows_without_record = None;
     for_each_entry(store, &[tables::BLOB_REF], |key, _| {
         let digest = refs::digest_of_row(key).ok_or_else(|| StoreError(format!("malformed holder row {key:?}")))?;
         if store.get(&blob_key(&digest))?.is_none() {
-            rows_without_record = Some(digest);
+            return violation(format!("a holder row names {digest}, which has no record"));
         }
         Ok(())
     })?;
-    if let Some(digest) = rows_without_record {
-        return violation(format!("a holder row names {digest}, which has no record"));
-    }
     let gc = get_json::<GcState>(store, &gc_state_key())?.unwrap_or_default();
     if gc.floor > gc.epoch {
         return violation(format!("gc floor {} above epoch {}", gc.floor, gc.epoch));
@@ -154,11 +148,7 @@ fn check_invariants(store: &dyn StateRead) -> Result<(), StoreError> {
         }
         Ok(())
     })?;
-    let mut tombstones = 0;
-    for_each_entry(store, &[tables::TOMBSTONE], |_, _| {
-        tombstones += 1;
-        Ok(())
-    })?;
+    let tombstones = count_entries(store, &[tables::TOMBSTONE])?;
     if tombstones != by_epoch {
         return violation(format!("{tombstones} tombstones, {by_epoch} epoch entries"));
     }
@@ -180,10 +170,7 @@ pub fn record_blob(tx: &mut Tx<'_>, digest: &Digest, size: u64, gc_epoch: u64) -
             Err(Rejection::new(ErrorKind::Conflict, code::SIZE_CONFLICT, message).with_digest(digest).into())
         }
         Some(existing) => {
-            if existing.refcount == 0 {
-                let record = BlobRecord { unreferenced_since_ms: Some(tx.now_ms), ..existing.clone() };
-                store_record(tx, digest, Some(&existing), &record);
-            }
+            restart_grace(tx, digest, &existing);
             Ok(())
         }
         None => {
@@ -202,11 +189,16 @@ pub fn touch_blob(tx: &mut Tx<'_>, digest: &Digest) -> Result<(), Refusal> {
         let rejection = Rejection::new(ErrorKind::NotFound, code::BLOB_UNKNOWN, "blob unknown to this registry");
         return Err(rejection.with_digest(digest).into());
     };
+    restart_grace(tx, digest, &existing);
+    Ok(())
+}
+
+/// A blob pushed again while nothing holds it: its grace period starts over.
+fn restart_grace(tx: &mut Tx<'_>, digest: &Digest, existing: &BlobRecord) {
     if existing.refcount == 0 {
         let record = BlobRecord { unreferenced_since_ms: Some(tx.now_ms), ..existing.clone() };
-        store_record(tx, digest, Some(&existing), &record);
+        store_record(tx, digest, Some(existing), &record);
     }
-    Ok(())
 }
 
 /// Whether the blob has a record (it was stored and not collected since).

@@ -7,7 +7,7 @@ use flotilla_storage::Digest;
 
 use super::{keys, ManifestContent, ManifestRecord, TagRecord};
 use crate::blobs::{self, Holder};
-use crate::store::{decode, for_each_entry, get_json, tables, StateRead, StoreError};
+use crate::store::{count_entries, decode, for_each_entry, get_json, tables, StateRead, StoreError};
 
 fn violation(message: String) -> Result<(), StoreError> {
     Err(StoreError(message))
@@ -25,11 +25,7 @@ pub(super) fn check(store: &dyn StateRead) -> Result<(), StoreError> {
     check_contents(store, &manifests)?;
     check_tags(store)?;
     check_links(store)?;
-    let mut referrers = 0;
-    for_each_entry(store, &[tables::OCI_REFERRER], |_, _| {
-        referrers += 1;
-        Ok(())
-    })?;
+    let referrers = count_entries(store, &[tables::OCI_REFERRER])?;
     for (repo, digest, record) in &manifests {
         if let Some(subject) = &record.subject {
             if store.get(&keys::referrer(repo, subject, digest))?.is_none() {
@@ -87,11 +83,7 @@ fn check_contents(store: &dyn StateRead, manifests: &[(String, Digest, ManifestR
             return violation(format!("content of {digest} counts {:?}, held by {count}", content.map(|c| c.refcount)));
         }
     }
-    let mut contents = 0;
-    for_each_entry(store, &[tables::OCI_CONTENT], |_, _| {
-        contents += 1;
-        Ok(())
-    })?;
+    let contents = count_entries(store, &[tables::OCI_CONTENT])?;
     if contents != holders.len() {
         return violation(format!("{contents} contents stored for {} held manifests", holders.len()));
     }

@@ -116,6 +116,16 @@ pub fn for_each_entry<S: StateRead + ?Sized>(
     }
 }
 
+/// The number of entries under `prefix` (a full scan: for invariant checks, not serving).
+pub fn count_entries<S: StateRead + ?Sized>(store: &S, prefix: &[u8]) -> Result<usize, StoreError> {
+    let mut count = 0;
+    for_each_entry(store, prefix, |_, _| {
+        count += 1;
+        Ok(())
+    })?;
+    Ok(count)
+}
+
 /// A key: its table byte followed by `parts`.
 pub(crate) fn key(table: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
