@@ -2,7 +2,8 @@
 # Installs what building and testing Flotilla needs, idempotently:
 # libclang (bindgen for RocksDB), skopeo (real OCI client in tests),
 # faketime (libfaketime: the chaos tests jump a node's clock),
-# docker-registry (the benchmark peer) and oras-py (real OCI client in tests).
+# docker-registry (the benchmark peer), oras-py (real OCI client in tests)
+# and pyartifactory (real Artifactory client in tests).
 set -euo pipefail
 
 need_apt=()
@@ -20,4 +21,5 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 if [ "${FLOTILLA_SKIP_PYTHON:-0}" != 1 ]; then
     python3 -c 'import oras.provider' 2>/dev/null || python3 -m pip install --quiet 'oras==0.2.43'
+    python3 -c 'import pyartifactory' 2>/dev/null || python3 -m pip install --quiet 'pyartifactory==2.11.2'
 fi

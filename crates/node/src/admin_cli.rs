@@ -8,6 +8,7 @@ use anyhow::Context;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::admin_client::{pretty, AdminClient};
 use crate::cli::{ClusterArgs, ClusterCommand, TaskFlags};
 use crate::config::parse_duration;
 
@@ -16,7 +17,7 @@ const WAIT_POLL: Duration = Duration::from_millis(500);
 
 /// Runs one subcommand against the node at `args.url`.
 pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
-    let client = Client { http: reqwest::Client::new(), args: &args };
+    let client = AdminClient::new(&args.connection);
     let (method, path, body) = match &args.command {
         ClusterCommand::Health => (Method::GET, "/_cluster/health".to_owned(), None),
         ClusterCommand::Status => (Method::GET, "/_cluster/state".to_owned(), None),
@@ -71,7 +72,7 @@ fn start_task(kind: &str, flags: &TaskFlags) -> (Method, String, Option<Value>) 
 }
 
 /// Polls the task in `created` (a task document) until it ends; prints it.
-async fn wait_for_task(client: &Client<'_>, created: &str) -> anyhow::Result<()> {
+async fn wait_for_task(client: &AdminClient<'_>, created: &str) -> anyhow::Result<()> {
     let task: Value = serde_json::from_str(created).context("the node did not answer with a task")?;
     let id = task["id"].as_str().context("the task has no id")?.to_owned();
     loop {
@@ -95,39 +96,4 @@ async fn wait_for_task(client: &Client<'_>, created: &str) -> anyhow::Result<()>
         }
         tokio::time::sleep(WAIT_POLL).await;
     }
-}
-
-struct Client<'a> {
-    http: reqwest::Client,
-    args: &'a ClusterArgs,
-}
-
-impl Client<'_> {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.args.url.trim_end_matches('/'))
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<(reqwest::StatusCode, String)> {
-        let url = self.url(path);
-        let mut request = self.http.request(method, &url).basic_auth(&self.args.user, Some(&self.args.password));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
-        let status = response.status();
-        Ok((status, response.text().await.unwrap_or_default()))
-    }
-}
-
-/// Pretty-prints a JSON answer; anything else as it is.
-fn pretty(body: &str) -> String {
-    serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|value| serde_json::to_string_pretty(&value).ok())
-        .unwrap_or_else(|| body.to_owned())
 }

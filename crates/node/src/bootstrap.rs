@@ -1,18 +1,27 @@
 //! First-start facts written through Raft once a leader exists: the cluster
-//! settings (id, token secret) and the `admin` account.
+//! settings (id, token secret), the `admin` account, and the `anonymous`
+//! account with its read target when anonymous reads are on.
+
+use std::collections::BTreeMap;
 
 use rand::RngCore;
 
 use flotilla_api::auth::hash_password;
-use flotilla_model::identity::{self, Grant, UserRecord};
+use flotilla_model::identity::{
+    self, Action, ActionSet, PermissionSection, PermissionTarget, ResourceKind, UserRecord, UserUpdate,
+};
 use flotilla_model::system::{self, ClusterSettings};
-use flotilla_raft::client::now_ms;
 use flotilla_raft::MetaClient;
 
 /// Environment variable holding the initial admin password.
 pub const ADMIN_PASSWORD_ENV: &str = "FLOTILLA_ADMIN_PASSWORD";
 /// Name of the account that unauthenticated requests act as.
-pub const ANONYMOUS_USER: &str = "anonymous";
+pub use flotilla_model::identity::ANONYMOUS_USER;
+/// The permission target `anonymous_read = true` maintains.
+pub const ANONYMOUS_READ_TARGET: &str = "anonymous-read";
+/// The first admin's e-mail address until an operator sets theirs (Artifactory
+/// clients require a syntactically valid one).
+const ADMIN_EMAIL: &str = "admin@example.com";
 
 /// A fresh cluster id.
 pub fn new_cluster_id() -> String {
@@ -32,7 +41,13 @@ pub async fn ensure_cluster_defaults(
         meta.write(system::Command::PutSettings(settings)).await?;
         tracing::info!("cluster settings created");
     }
-    if meta.read().await?.identity().user("admin")?.is_none() {
+    let admin = meta.read().await?.identity().user("admin")?;
+    if admin.as_ref().is_some_and(|admin| admin.email.is_empty()) {
+        // An admin of 0.1.0 had no address; Artifactory clients need one.
+        let update = UserUpdate { email: Some(ADMIN_EMAIL.into()), ..UserUpdate::default() };
+        meta.write(identity::Command::UpdateUser { name: "admin".into(), update }).await?;
+    }
+    if admin.is_none() {
         let password = match std::env::var(ADMIN_PASSWORD_ENV) {
             Ok(password) if !password.is_empty() => password,
             _ => {
@@ -43,37 +58,55 @@ pub async fn ensure_cluster_defaults(
             }
         };
         let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await?;
-        let admin = UserRecord {
-            name: "admin".into(),
-            password_hash: hash,
-            admin: true,
-            grants: Vec::new(),
-            created_ms: now_ms(),
-        };
+        let mut admin = UserRecord::new("admin", ADMIN_EMAIL, hash);
+        admin.admin = true;
         meta.write(identity::Command::PutUser(admin)).await?;
         tracing::info!("admin user created");
     }
     sync_anonymous_read(meta, anonymous_read).await
 }
 
-/// Makes the `anonymous` account match the `anonymous_read` setting.
+/// Makes the `anonymous` account and its permission target match the
+/// `anonymous_read` setting: read on every repository (OCI ones included).
+/// An `anonymous` account of 0.1.0 (with grants) is rewritten to the target.
 async fn sync_anonymous_read(meta: &MetaClient, anonymous_read: bool) -> anyhow::Result<()> {
-    let existing = meta.read().await?.identity().user(ANONYMOUS_USER)?;
-    let wanted = anonymous_read.then(|| UserRecord {
-        name: ANONYMOUS_USER.into(),
-        password_hash: String::new(),
-        admin: false,
-        grants: vec![Grant { repository: "*".into(), read: true, write: false, delete: false }],
-        created_ms: existing.as_ref().map(|u| u.created_ms).unwrap_or_else(now_ms),
-    });
-    let command = match (existing, wanted) {
-        (None, Some(user)) => identity::Command::PutUser(user),
-        (Some(_), None) => identity::Command::DeleteUser { name: ANONYMOUS_USER.into() },
-        (Some(current), Some(user)) if current.grants != user.grants => identity::Command::PutUser(user),
-        _ => return Ok(()),
+    let catalog = meta.read().await?;
+    let (user, target) = {
+        let identity = catalog.identity();
+        (identity.user(ANONYMOUS_USER)?, identity.permission_target(ANONYMOUS_READ_TARGET)?)
     };
-    meta.write(command).await?;
+    if !anonymous_read {
+        if target.is_some() {
+            meta.write(identity::Command::DeletePermissionTarget { name: ANONYMOUS_READ_TARGET.into() }).await?;
+        }
+        if user.is_some() {
+            meta.write(identity::Command::DeleteUser { name: ANONYMOUS_USER.into() }).await?;
+        }
+        return Ok(());
+    }
+    if user.as_ref().is_none_or(|user| !user.grants.is_empty()) {
+        let mut anonymous = UserRecord::new(ANONYMOUS_USER, "", "");
+        anonymous.profile_updatable = false;
+        meta.write(identity::Command::PutUser(anonymous)).await?;
+    }
+    let wanted = anonymous_read_target();
+    if target.as_ref().is_none_or(|target| target.sections != wanted.sections) {
+        meta.write(identity::Command::SavePermissionTarget { target: wanted, replace: true }).await?;
+    }
     Ok(())
+}
+
+/// Read on every repository for the `anonymous` account.
+fn anonymous_read_target() -> PermissionTarget {
+    let section = PermissionSection {
+        kind: ResourceKind::Repo,
+        targets: vec![identity::ANY.into()],
+        include_patterns: vec!["**".into()],
+        exclude_patterns: Vec::new(),
+        users: BTreeMap::from([(ANONYMOUS_USER.to_owned(), ActionSet::of(&[Action::Read]))]),
+        groups: BTreeMap::new(),
+    };
+    PermissionTarget { name: ANONYMOUS_READ_TARGET.into(), sections: vec![section], created_ms: 0, modified_ms: 0 }
 }
 
 fn random_hex(bytes: usize) -> String {

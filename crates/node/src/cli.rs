@@ -21,11 +21,13 @@ pub enum Commands {
     Serve(Box<ServeArgs>),
     /// Look at and change a running cluster through any node's `/_cluster` API.
     Cluster(ClusterArgs),
+    /// Manage user accounts (one account for every API) through any node.
+    User(UserArgs),
 }
 
 /// Where the cluster is and who asks.
-#[derive(Debug, Args)]
-pub struct ClusterArgs {
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
     /// Base URL of any node.
     #[arg(long, env = "FLOTILLA_URL", default_value = "http://127.0.0.1:5000")]
     pub url: String,
@@ -35,8 +37,55 @@ pub struct ClusterArgs {
     /// Its password.
     #[arg(long, env = "FLOTILLA_PASSWORD", hide_env_values = true)]
     pub password: String,
+}
+
+/// `flotilla cluster …`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub connection: Connection,
     #[command(subcommand)]
     pub command: ClusterCommand,
+}
+
+/// `flotilla user …`.
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    #[command(subcommand)]
+    pub command: UserCommand,
+}
+
+/// Account subcommands. A new password is read from `--new-password`
+/// (`FLOTILLA_NEW_PASSWORD`) or, when absent, from the first line of stdin.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account.
+    Add {
+        name: String,
+        /// Its e-mail address.
+        #[arg(long)]
+        email: String,
+        /// Make it an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Groups it belongs to (comma-separated; they must exist).
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        #[arg(long, env = "FLOTILLA_NEW_PASSWORD", hide_env_values = true)]
+        new_password: Option<String>,
+    },
+    /// List the accounts.
+    List,
+    /// Set an account's password.
+    Passwd {
+        name: String,
+        #[arg(long, env = "FLOTILLA_NEW_PASSWORD", hide_env_values = true)]
+        new_password: Option<String>,
+    },
+    /// Delete an account (with its memberships, permissions and tokens).
+    Delete { name: String },
 }
 
 /// Flags of the task-starting subcommands.

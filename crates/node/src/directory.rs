@@ -3,10 +3,10 @@
 use std::sync::OnceLock;
 
 use flotilla_api::auth::UserDirectory;
-use flotilla_model::identity::UserRecord;
-use flotilla_model::Catalog;
+use flotilla_model::identity::{Account, CredentialRecord};
+use flotilla_model::{Catalog, StoreError};
 
-/// Users and the token secret, read from the local replica.
+/// Accounts, credentials and the token secret, read from the local replica.
 pub struct CatalogDirectory {
     catalog: Catalog,
     /// The token secret, decoded once: the cluster settings never change it.
@@ -20,11 +20,20 @@ impl CatalogDirectory {
 }
 
 impl UserDirectory for CatalogDirectory {
-    fn user(&self, name: &str) -> Option<UserRecord> {
-        self.catalog.identity().user(name).unwrap_or_else(|error| {
-            tracing::error!(%error, "reading user failed");
-            None
-        })
+    fn revision(&self) -> Result<u64, StoreError> {
+        self.catalog.identity().revision()
+    }
+
+    fn account(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        self.catalog.identity().account(name)
+    }
+
+    fn credential(&self, hash: &[u8; 32]) -> Result<Option<CredentialRecord>, StoreError> {
+        self.catalog.identity().credential(hash)
+    }
+
+    fn token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        self.catalog.identity().token_revoked(jti)
     }
 
     fn token_secret(&self) -> Option<Vec<u8>> {

@@ -47,6 +47,7 @@ pub fn router(state: AppState, metrics: Arc<Metrics>, uploads: Arc<UploadForward
         .merge(flotilla_api::oci::router(&state))
         .merge(flotilla_api::cluster::router())
         .merge(flotilla_api::artifactory::router())
+        .merge(flotilla_api::quay::router())
         .with_state(state)
         .merge(health)
         .merge(metrics_route)

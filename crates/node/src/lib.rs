@@ -7,6 +7,7 @@
 //! Crate arrows: `storage` → `raft` → `api` → `node` ("is used by").
 
 pub mod admin_cli;
+pub mod admin_client;
 pub mod blobs;
 pub mod bootstrap;
 pub mod cli;
@@ -20,6 +21,7 @@ pub mod proto;
 pub mod tasks;
 pub mod telemetry;
 pub mod upload_forward;
+pub mod user_cli;
 pub mod workers;
 
 use std::collections::BTreeMap;

@@ -12,6 +12,10 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             return runtime.block_on(flotilla_node::admin_cli::run(args));
         }
+        Some(Commands::User(args)) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            return runtime.block_on(flotilla_node::user_cli::run(args));
+        }
         None => ServeArgs::try_from_env()?,
     };
     let config = args.into_config()?;

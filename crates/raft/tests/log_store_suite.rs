@@ -64,13 +64,7 @@ fn membership_entry(index: u64) -> Entry {
 }
 
 fn put_user_entry(index: u64, name: &str) -> Entry {
-    let user = UserRecord {
-        name: name.to_owned(),
-        password_hash: "h".repeat(PASSWORD_HASH_BYTES),
-        admin: false,
-        grants: Vec::new(),
-        created_ms: index,
-    };
+    let user = UserRecord::new(name, "", "h".repeat(PASSWORD_HASH_BYTES));
     let request = Request {
         request_id: RequestId(index.into()),
         time_ms: 1_000 + index,

@@ -1,16 +1,24 @@
 //! The JFrog Artifactory / Container Registry compatible API on `/artifactory/api/`.
 //!
-//! So far the storage maintenance endpoints an operator's tooling calls:
+//! So far the storage maintenance endpoints an operator's tooling calls, and
+//! the administration of users, groups and permission targets:
 //!
 //! | method and path | what |
 //! |---|---|
 //! | `POST /artifactory/api/system/storage/gc` | start garbage collection (200, `text/plain`) |
 //! | `POST /artifactory/api/system/storage/optimize` | start storage optimization (200, `text/plain`) |
 //! | `GET /artifactory/api/tasks` | scheduled and running background tasks |
+//! | `GET/PUT/POST/DELETE /artifactory/api/security/users[/{name}]` | users ([`security::users`]) |
+//! | `GET/PUT/POST/DELETE /artifactory/api/security/groups[/{name}]` | groups ([`security::groups`]) |
+//! | `GET/PUT/DELETE /artifactory/api/security/permissions[/{name}]` | permission targets, v1 shape |
+//! | `GET/HEAD/PUT/POST/DELETE /artifactory/api/v2/security/permissions[/{name}]` | permission targets, v2 shape |
 //!
-//! Errors are Artifactory's `{"errors":[{"status":404,"message":"…"}]}`.
+//! Errors are Artifactory's `{"errors":[{"status":404,"message":"…"}]}`; a
+//! 401 carries `WWW-Authenticate: Basic realm="Artifactory Realm"`.
 //! Everything here needs an administrator.
 
+mod body;
+pub mod security;
 pub mod system;
 pub mod tasks;
 
@@ -20,6 +28,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::auth::{AuthError, Principal};
 use crate::error::ServiceError;
 use crate::state::AppState;
 
@@ -29,6 +38,7 @@ pub fn router() -> Router<AppState> {
         .route("/artifactory/api/system/storage/gc", post(system::run_gc))
         .route("/artifactory/api/system/storage/optimize", post(system::optimize))
         .route("/artifactory/api/tasks", get(tasks::list))
+        .merge(security::router())
 }
 
 /// An error in Artifactory's format.
@@ -66,12 +76,33 @@ impl From<ServiceError> for ArtifactoryError {
     }
 }
 
-/// Only administrators may use these endpoints.
-async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ArtifactoryError> {
-    match state.auth.authenticate(headers).await {
-        Ok(Some(principal)) if principal.admin => Ok(()),
-        Ok(Some(_)) => Err(ArtifactoryError::new(StatusCode::FORBIDDEN, "Forbidden: an admin user is required")),
-        Ok(None) => Err(ArtifactoryError::new(StatusCode::UNAUTHORIZED, "Unauthorized")),
-        Err(error) => Err(ArtifactoryError::new(StatusCode::UNAUTHORIZED, error.to_string())),
+impl From<AuthError> for ArtifactoryError {
+    fn from(error: AuthError) -> Self {
+        ArtifactoryError::new(error.status(), error.to_string())
     }
+}
+
+/// Only administrators may use these endpoints; returns the caller.
+async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<Principal, ArtifactoryError> {
+    match state.auth.authenticate(headers).await? {
+        Some(principal) if principal.is_admin() => Ok(principal),
+        Some(_) => Err(ArtifactoryError::new(StatusCode::FORBIDDEN, "Forbidden: an admin user is required")),
+        None => Err(ArtifactoryError::new(StatusCode::UNAUTHORIZED, "Unauthorized")),
+    }
+}
+
+/// `http(s)://<host the client used>/artifactory`, the base of the `uri`s in answers.
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|proto| *proto == "https")
+        .unwrap_or("http");
+    format!("{scheme}://{host}/artifactory")
+}
+
+/// A `text/plain` answer, as Artifactory gives for deletions.
+fn text(status: StatusCode, message: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message).into_response()
 }

@@ -9,11 +9,14 @@ use http::HeaderMap;
 use parking_lot::Mutex;
 use tokio::sync::{OnceCell, Semaphore};
 
+use flotilla_model::identity::{secret_hash, Account};
+
 use super::cache::{CacheKey, CredentialCache, CREDENTIAL_CACHE_CAPACITY, CREDENTIAL_CACHE_TTL};
 use super::credentials::{self, Credentials};
 use super::password::{hash_password, verify_password};
-use super::principal::Principal;
+use super::principal::{Principal, ANONYMOUS_USER};
 use super::scope::Scope;
+use super::secrets::{self, APP_USER};
 use super::time::{now_unix_secs, rfc3339};
 use super::token::{self, Claims, IssuedToken, ISSUER};
 use super::{AuthError, UserDirectory};
@@ -32,6 +35,17 @@ const NARROW_TOKEN_CAPACITY: usize = 1024;
 /// Password hashed once and verified against for unknown users, so that their
 /// failure takes as long as a wrong password for a known user.
 const TIMING_DECOY_PASSWORD: &str = "flotilla-timing-decoy";
+/// Accounts kept compiled at most (misses included); the whole cache is
+/// dropped when the identity revision moves, or when it is full.
+const ACCOUNT_CACHE_CAPACITY: usize = 10_000;
+const MILLIS_PER_SEC: u64 = 1000;
+
+/// Accounts compiled at one identity revision.
+#[derive(Default)]
+struct AccountCache {
+    revision: u64,
+    accounts: HashMap<String, Option<Arc<Account>>>,
+}
 
 /// Authenticates requests against a [`UserDirectory`]; share it as `Arc<Authenticator>`.
 pub struct Authenticator {
@@ -46,6 +60,8 @@ pub struct Authenticator {
     /// (credential header, scope, request) answered `insufficient_scope` lately:
     /// see [`Authenticator::insufficient_scope_again`].
     narrow_tokens: CredentialCache,
+    /// Accounts with their compiled permissions, valid for one identity revision.
+    accounts: Mutex<AccountCache>,
 }
 
 impl Authenticator {
@@ -58,6 +74,7 @@ impl Authenticator {
             password_checks: Arc::new(Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS)),
             verifications: AtomicU64::new(0),
             narrow_tokens: CredentialCache::new(NARROW_TOKEN_CAPACITY, NARROW_TOKEN_MEMORY),
+            accounts: Mutex::new(AccountCache::default()),
         }
     }
 
@@ -67,12 +84,16 @@ impl Authenticator {
     }
 
     /// The caller named by `Authorization: Basic` (a password, or one of our
-    /// tokens as the password), `Authorization: Bearer` or `X-JFrog-Art-Api`
-    /// (a token for now); `None` when the request carries no credentials.
+    /// tokens or credentials as the password), `Authorization: Bearer` or
+    /// `X-JFrog-Art-Api` (a token or a credential); `None` when the request
+    /// carries no credentials.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Principal>, AuthError> {
         match credentials::from_headers(headers)? {
             None => Ok(None),
             Some(Credentials::Basic { user, password }) => self.authenticate_basic(&user, &password).await.map(Some),
+            Some(Credentials::Bearer(secret)) if secrets::looks_like_credential(&secret) => {
+                self.authenticate_credential(&secret, None).map(Some)
+            }
             Some(Credentials::Bearer(token)) => self.verify_token(&token).map(Some),
         }
     }
@@ -81,19 +102,50 @@ impl Authenticator {
     pub async fn principal(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
         match self.authenticate(headers).await? {
             Some(principal) => Ok(principal),
-            None => Ok(Principal::anonymous(self.directory.as_ref())),
+            None => Ok(Principal::anonymous(self.account(ANONYMOUS_USER)?)),
         }
     }
 
+    /// The account `name` as compiled at the current identity revision: one
+    /// read of the revision per call, and a compilation per account and revision.
+    pub fn account(&self, name: &str) -> Result<Option<Arc<Account>>, AuthError> {
+        let unavailable = |error: flotilla_model::StoreError| AuthError::Unavailable(error.to_string());
+        let revision = self.directory.revision().map_err(unavailable)?;
+        {
+            let cache = self.accounts.lock();
+            if cache.revision == revision {
+                if let Some(account) = cache.accounts.get(name) {
+                    return Ok(account.clone());
+                }
+            }
+        }
+        // Compiled outside the lock; a racing request may compile it too.
+        let account = self.directory.account(name).map_err(unavailable)?.map(Arc::new);
+        let mut cache = self.accounts.lock();
+        if cache.revision != revision || cache.accounts.len() >= ACCOUNT_CACHE_CAPACITY {
+            cache.accounts.clear();
+            cache.revision = revision;
+        }
+        cache.accounts.insert(name.to_owned(), account.clone());
+        Ok(account)
+    }
+
     /// Checks a user name and password (cached for a few minutes once verified).
+    /// Locked accounts and accounts without a password are refused.
     pub async fn authenticate_password(&self, user: &str, password: &str) -> Result<Principal, AuthError> {
-        let Some(record) = self.directory.user(user).filter(|record| !record.password_hash.is_empty()) else {
+        let account = self.account(user)?;
+        let usable = |account: &&Arc<Account>| {
+            let record = &account.user;
+            !record.password_hash.is_empty() && !record.locked && !record.internal_password_disabled
+        };
+        let Some(account) = account.as_ref().filter(usable).cloned() else {
             self.check_password(None, password).await?;
             return Err(AuthError::BadCredentials);
         };
+        let record = &account.user;
         let key = CredentialCache::key(user, password, &record.password_hash);
         if self.verified.contains(&key) {
-            return Ok(Principal::from_user(&record));
+            return Ok(Principal::from_account(account));
         }
         // Requests presenting the same credential while it is being verified
         // wait for that verification: a cold cache (a node's first requests,
@@ -110,14 +162,39 @@ impl Authenticator {
         // Cached before the in-flight entry goes, so no request finds neither.
         self.verified.insert(key);
         drop(shared);
-        Ok(Principal::from_user(&record))
+        Ok(Principal::from_account(account))
     }
 
-    /// Verifies one of our tokens and resolves it against its user's current record.
+    /// Verifies one of our tokens, refuses it if revoked, and resolves it
+    /// against its user's current permissions.
     pub fn verify_token(&self, token: &str) -> Result<Principal, AuthError> {
         let secret = self.directory.token_secret().ok_or(AuthError::NoTokenSecret)?;
         let claims = token::verify(token, &secret, now_unix_secs())?;
-        Principal::from_token(claims, self.directory.as_ref())
+        let revoked = self.directory.token_revoked(&claims.jti);
+        if revoked.map_err(|error| AuthError::Unavailable(error.to_string()))? {
+            return Err(AuthError::InvalidToken);
+        }
+        let account = self.account(&claims.sub)?;
+        Principal::from_token(claims, account)
+    }
+
+    /// Finds a credential (app token, API key) by the hash of its secret.
+    /// `user`, when the caller named one (Basic), must be its owner or `$app`.
+    pub fn authenticate_credential(&self, secret: &str, user: Option<&str>) -> Result<Principal, AuthError> {
+        let found = self.directory.credential(&secret_hash(secret));
+        let credential = found.map_err(|error| AuthError::Unavailable(error.to_string()))?;
+        let now_ms = now_unix_secs().saturating_mul(MILLIS_PER_SEC);
+        let Some(credential) = credential.filter(|credential| credential.is_live(now_ms)) else {
+            return Err(AuthError::BadCredentials);
+        };
+        if user.is_some_and(|user| user != credential.user && user != APP_USER) {
+            return Err(AuthError::BadCredentials);
+        }
+        let account = self.account(&credential.user)?.ok_or(AuthError::BadCredentials)?;
+        if account.user.locked {
+            return Err(AuthError::BadCredentials);
+        }
+        Ok(Principal::from_credential(account, &credential))
     }
 
     /// Issues a token for `principal` holding, of each scope, only what it may do;
@@ -201,6 +278,11 @@ impl Authenticator {
     }
 
     async fn authenticate_basic(&self, user: &str, password: &str) -> Result<Principal, AuthError> {
+        if secrets::looks_like_credential(password) {
+            if let Ok(principal) = self.authenticate_credential(password, Some(user)) {
+                return Ok(principal);
+            }
+        }
         if token::looks_like_token(password) {
             if let Ok(principal) = self.verify_token(password) {
                 return if principal.name == user { Ok(principal) } else { Err(AuthError::BadCredentials) };

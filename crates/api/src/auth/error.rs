@@ -23,6 +23,9 @@ pub enum AuthError {
     /// No token secret yet (the cluster is not bootstrapped).
     #[error("tokens are unavailable until the cluster is bootstrapped")]
     NoTokenSecret,
+    /// The replicated state could not be read.
+    #[error("accounts are unavailable: {0}")]
+    Unavailable(String),
     /// The password-hashing task failed.
     #[error("authentication failed internally: {0}")]
     Internal(String),
@@ -37,7 +40,7 @@ impl AuthError {
             | AuthError::ExpiredToken
             | AuthError::InvalidToken => StatusCode::UNAUTHORIZED,
             AuthError::InvalidScope(_) => StatusCode::BAD_REQUEST,
-            AuthError::NoTokenSecret => StatusCode::SERVICE_UNAVAILABLE,
+            AuthError::NoTokenSecret | AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

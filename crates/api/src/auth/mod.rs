@@ -3,15 +3,21 @@
 //! ```text
 //!  request headers
 //!       │ credentials::from_headers (never panics; redacted Debug)
-//!       ├─ none ───────────────────────────► Principal::anonymous (the `anonymous` user's grants)
-//!       ├─ Basic user:password ─► cache hit? ─────────────────────► Principal (user's current grants)
+//!       ├─ none ───────────────────────────► Principal::anonymous (the `anonymous` account's rights)
+//!       ├─ Basic user:password ─► cache hit? ─────────────────────► Principal (user's current rights)
 //!       │     │                    └─ argon2 on spawn_blocking ──┘   (bounded; only successes cached)
-//!       │     └─ password is one of our tokens ─┐
-//!       └─ Bearer / X-JFrog-Art-Api ───────────┴─ token::verify ──► Principal (token access ∩ grants)
+//!       │     ├─ password is an app token / API key ─┐
+//!       │     └─ password is one of our tokens ─┐     │
+//!       └─ Bearer / X-JFrog-Art-Api ────────────┴─────┴─ token::verify (not revoked) ─► Principal (token access ∩ rights)
+//!                                                     └─ sha256 → credential index ──► Principal (user's rights, no admin)
 //! ```
 //!
-//! Users and the token secret come from a [`UserDirectory`] (the replicated
-//! state); grant changes therefore apply to the next request, tokens included.
+//! Accounts, credentials and the token secret come from a [`UserDirectory`]
+//! (the replicated state). Each request reads the identity revision once;
+//! an account's permissions are compiled once per revision
+//! ([`Authenticator::account`]), so a check is a lookup and a change to any
+//! user, group, permission target or credential applies to the next request,
+//! tokens included.
 //! Tokens are HS256 JWTs in the Docker token-spec shape, issued by
 //! [`Authenticator::issue_token`] and by the [`token_endpoint`] handler.
 //! This module never names openraft, tonic or RocksDB types.
@@ -24,6 +30,7 @@ mod error;
 mod password;
 mod principal;
 mod scope;
+pub mod secrets;
 pub(crate) mod time;
 mod token;
 mod token_endpoint;
@@ -41,5 +48,5 @@ pub use scope::Scope;
 pub use token::{Access, IssuedToken};
 pub use token_endpoint::{bearer_challenge, token_endpoint, BearerError, DEFAULT_SERVICE};
 
-/// Re-exported so callers of this module need not name the raft crate.
-pub use flotilla_model::identity::{Grant, UserRecord};
+/// Re-exported so callers of this module need not name the model crate.
+pub use flotilla_model::identity::{Account, Grant, UserRecord};

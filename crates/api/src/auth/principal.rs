@@ -1,18 +1,22 @@
 //! Who a request acts as, and what it may do.
 //!
-//! A password principal has its user's current grants. A token principal has
-//! the token's access list intersected with its user's *current* grants, so a
-//! revoked grant also revokes outstanding tokens; tokens never carry
+//! A password principal has its user's current permissions (compiled from
+//! the permission targets naming the user and their groups). A token
+//! principal has the token's access list intersected with its user's
+//! *current* permissions, so a revoked grant also revokes outstanding
+//! tokens. Tokens and credentials (app tokens, API keys) never carry
 //! administrative authority (`is_admin` is false for them).
 
-use flotilla_model::identity::{Grant, UserRecord};
+use std::sync::Arc;
+
+use flotilla_model::identity::{self, Account, CredentialKind, CredentialRecord, Resource};
 
 use super::scope::Scope;
 use super::token::{Access, Claims, CLOCK_LEEWAY_SECS};
-use super::{AuthError, UserDirectory};
+use super::AuthError;
 
 /// Name of the account unauthenticated requests act as.
-pub const ANONYMOUS_USER: &str = "anonymous";
+pub use flotilla_model::identity::ANONYMOUS_USER;
 /// Resource type of repository scopes and grants.
 const REPOSITORY: &str = "repository";
 /// The Docker scope that asks to list the catalog: `registry:catalog:*`.
@@ -53,12 +57,14 @@ impl Action {
             _ => &[],
         }
     }
+}
 
-    fn granted_by(self, grant: &Grant) -> bool {
-        match self {
-            Action::Read => grant.read,
-            Action::Write => grant.write,
-            Action::Delete => grant.delete,
+impl From<Action> for identity::Action {
+    fn from(action: Action) -> Self {
+        match action {
+            Action::Read => identity::Action::Read,
+            Action::Write => identity::Action::Write,
+            Action::Delete => identity::Action::Delete,
         }
     }
 }
@@ -68,55 +74,86 @@ impl Action {
 pub struct Principal {
     /// The user name (`anonymous` for unauthenticated callers).
     pub name: String,
-    /// Administrative authority: the user's flag for password principals; false for tokens.
+    /// Administrative authority: the user's (or a group's) for password
+    /// principals; false for tokens and credentials.
     pub admin: bool,
-    grants: Vec<Grant>,
+    /// The account as compiled at the identity revision of the request;
+    /// `None` for an anonymous caller when there is no `anonymous` account.
+    account: Option<Arc<Account>>,
     token: Option<TokenLimits>,
+    /// The credential (app token, API key) the caller presented, if any.
+    credential: Option<(CredentialKind, String)>,
 }
 
 /// What a token narrows its user's rights to.
 #[derive(Debug, Clone)]
 struct TokenLimits {
-    user_admin: bool,
     access: Vec<Access>,
     expires_at_unix_secs: u64,
 }
 
 impl Principal {
-    /// The `anonymous` user's grants if that user exists, else no rights; never admin.
-    pub fn anonymous(directory: &dyn UserDirectory) -> Self {
-        let grants = directory.user(ANONYMOUS_USER).map(|record| record.grants).unwrap_or_default();
-        Principal { name: ANONYMOUS_USER.to_owned(), admin: false, grants, token: None }
+    /// The unauthenticated caller, with the `anonymous` account's rights if it exists; never admin.
+    pub fn anonymous(account: Option<Arc<Account>>) -> Self {
+        Principal { name: ANONYMOUS_USER.to_owned(), admin: false, account, token: None, credential: None }
     }
 
-    /// The rights of `record` as they are now (after a password check, or in tests).
-    pub fn from_user(record: &UserRecord) -> Self {
-        let admin = record.admin && record.name != ANONYMOUS_USER;
-        Principal { name: record.name.clone(), admin, grants: record.grants.clone(), token: None }
+    /// A caller who proved to be `account`'s user (by password).
+    pub fn from_account(account: Arc<Account>) -> Self {
+        let admin = account.permissions.is_admin() && account.user.name != ANONYMOUS_USER;
+        Principal { name: account.user.name.clone(), admin, account: Some(account), token: None, credential: None }
     }
 
-    /// A token's rights: its access list ∩ the current record of its subject.
-    pub(crate) fn from_token(claims: Claims, directory: &dyn UserDirectory) -> Result<Self, AuthError> {
-        let user = if claims.sub == ANONYMOUS_USER {
-            Principal::anonymous(directory)
-        } else {
-            let record = directory.user(&claims.sub).ok_or(AuthError::InvalidToken)?;
+    /// A caller who presented one of `account`'s credentials: the user's
+    /// rights on resources, without administrative authority.
+    pub(crate) fn from_credential(account: Arc<Account>, credential: &CredentialRecord) -> Self {
+        Principal {
+            name: account.user.name.clone(),
+            admin: false,
+            account: Some(account),
+            token: None,
+            credential: Some((credential.kind, credential.id.clone())),
+        }
+    }
+
+    /// A token's rights: its access list ∩ the current rights of its subject.
+    pub(crate) fn from_token(claims: Claims, account: Option<Arc<Account>>) -> Result<Self, AuthError> {
+        if claims.sub != ANONYMOUS_USER {
+            let account = account.as_ref().ok_or(AuthError::InvalidToken)?;
             // A token older than its user belongs to a deleted account of the same name.
-            if claims.iat.saturating_add(CLOCK_LEEWAY_SECS) < record.created_ms / MILLIS_PER_SEC {
+            if claims.iat.saturating_add(CLOCK_LEEWAY_SECS) < account.user.created_ms / MILLIS_PER_SEC {
                 return Err(AuthError::InvalidToken);
             }
-            Principal::from_user(&record)
+        }
+        let limits = TokenLimits { access: claims.access, expires_at_unix_secs: claims.exp };
+        Ok(Principal { name: claims.sub, admin: false, account, token: Some(limits), credential: None })
+    }
+
+    /// Whether this principal may do `action` to `resource` (any surface's
+    /// resources; tokens carry OCI repository scopes only, so a token
+    /// principal may do nothing else).
+    pub fn may(&self, resource: &Resource<'_>, action: identity::Action) -> bool {
+        let token_allows = match (&self.token, resource) {
+            (None, _) => true,
+            (Some(token), Resource::OciRepository(repo)) => token.allows(repo, action),
+            (Some(_), _) => false,
         };
-        let limits = TokenLimits { user_admin: user.admin, access: claims.access, expires_at_unix_secs: claims.exp };
-        Ok(Principal { name: user.name, admin: false, grants: user.grants, token: Some(limits) })
+        token_allows && self.user_may(resource, action)
+    }
+
+    /// Whether this principal's user may do `action` to `resource`, whatever its token says.
+    fn user_may(&self, resource: &Resource<'_>, action: identity::Action) -> bool {
+        self.account.as_ref().is_some_and(|account| account.permissions.allows(resource, action))
+    }
+
+    /// The credential this principal presented (app token, API key), if any.
+    pub fn credential(&self) -> Option<(CredentialKind, &str)> {
+        self.credential.as_ref().map(|(kind, id)| (*kind, id.as_str()))
     }
 
     /// Whether this principal may do `action` on `repo`.
     pub fn can(&self, repo: &str, action: Action) -> bool {
-        match &self.token {
-            None => self.admin || self.grants_allow(repo, action),
-            Some(token) => token.allows(repo, action) && (token.user_admin || self.grants_allow(repo, action)),
-        }
+        self.may(&Resource::OciRepository(repo), action.into())
     }
 
     /// Whether this principal's *user* may do `action` on `repo`: what a token
@@ -126,10 +163,7 @@ impl Principal {
     /// holds (answered 401 `insufficient_scope`) can be told from a user
     /// lacking the right (403).
     pub fn user_can(&self, repo: &str, action: Action) -> bool {
-        match &self.token {
-            None => self.can(repo, action),
-            Some(token) => token.user_admin || self.grants_allow(repo, action),
-        }
+        self.user_may(&Resource::OciRepository(repo), action.into())
     }
 
     /// Whether this principal may list the catalog: any authenticated user by
@@ -203,18 +237,16 @@ impl Principal {
         granted.dedup();
         granted.into_iter().map(|action| action.scope_action().to_owned()).collect()
     }
-
-    fn grants_allow(&self, repo: &str, action: Action) -> bool {
-        self.grants.iter().any(|grant| grant.matches(repo) && action.granted_by(grant))
-    }
 }
 
 impl TokenLimits {
-    fn allows(&self, repo: &str, action: Action) -> bool {
+    fn allows(&self, repo: &str, action: identity::Action) -> bool {
         self.access.iter().any(|access| {
             access.resource_type == REPOSITORY
                 && name_matches(&access.name, repo)
-                && access.actions.iter().any(|word| Action::from_scope_action(word).contains(&action))
+                && access.actions.iter().any(|word| {
+                    Action::from_scope_action(word).iter().any(|granted| identity::Action::from(*granted) == action)
+                })
         })
     }
 
@@ -231,7 +263,7 @@ fn catalog_actions(requested: &[String]) -> Vec<String> {
     }
 }
 
-/// Same rule as [`Grant::matches`]: exact, or a prefix ending in `*`.
+/// A token's repository name: exact, or a prefix ending in `*`.
 fn name_matches(pattern: &str, repo: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => repo.starts_with(prefix),

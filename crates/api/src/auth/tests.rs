@@ -13,6 +13,8 @@ use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+use flotilla_model::identity;
+
 use super::time::now_unix_secs;
 use super::*;
 
@@ -25,7 +27,7 @@ fn grant(repository: &str, read: bool, write: bool, delete: bool) -> Grant {
 
 fn user(name: &str, password: &str, admin: bool, grants: Vec<Grant>) -> UserRecord {
     let password_hash = if password.is_empty() { String::new() } else { hash_password(password) };
-    UserRecord { name: name.into(), password_hash, admin, grants, created_ms: 0 }
+    UserRecord { admin, grants, ..UserRecord::new(name, format!("{name}@example.com"), password_hash) }
 }
 
 /// A directory with `admin` (admin), `alice` (read on team/app), `bob` (rw on team/*).
@@ -214,12 +216,13 @@ async fn anonymous_has_the_anonymous_users_grants() {
 
 #[tokio::test]
 async fn prefix_grants_match_by_prefix_only() {
-    let (_, auth) = setup();
+    let (directory, auth) = setup();
     let bob = auth.authenticate_password("bob", "bob-pw").await.unwrap();
     assert!(bob.can("team/a", Action::Write) && bob.can("team/a/b", Action::Read));
     assert!(!bob.can("team", Action::Read) && !bob.can("teamx/a", Action::Read));
     assert!(!bob.can("team/a", Action::Delete));
-    let everything = Principal::from_user(&user("carol", "", false, vec![grant("*", true, false, true)]));
+    directory.put_user(user("carol", "", false, vec![grant("*", true, false, true)]));
+    let everything = Principal::from_account(auth.account("carol").unwrap().unwrap());
     assert!(everything.can("anything", Action::Delete) && !everything.can("anything", Action::Write));
 }
 
@@ -234,10 +237,8 @@ async fn tokens_follow_the_users_current_grants() {
     directory.remove_user("bob");
     assert!(matches!(auth.verify_token(&token), Err(AuthError::InvalidToken)));
     let recreated_ms = (now_unix_secs() + 3600) * 1000;
-    directory.put_user(UserRecord {
-        created_ms: recreated_ms,
-        ..user("bob", "", false, vec![grant("*", true, true, true)])
-    });
+    let recreated = identity::Command::PutUser(user("bob", "", false, vec![grant("*", true, true, true)]));
+    directory.apply_at(recreated, recreated_ms).unwrap();
     assert!(matches!(auth.verify_token(&token), Err(AuthError::InvalidToken)), "a new account of the same name");
 }
 

@@ -17,6 +17,19 @@ pub(crate) fn rfc3339(unix_secs: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
 }
 
+/// `Wed, 08 Jan 2025 19:32:48 -0000` (RFC 2822, in UTC as Quay writes it) for a Unix time in seconds.
+pub(crate) fn rfc2822(unix_secs: u64) -> String {
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = unix_secs / SECONDS_PER_DAY;
+    let (year, month, day) = civil_from_days(days);
+    let weekday = WEEKDAYS[(days % 7) as usize];
+    let month = MONTHS[(month - 1) as usize];
+    let seconds_of_day = unix_secs % SECONDS_PER_DAY;
+    let (hour, minute, second) = (seconds_of_day / 3600, seconds_of_day / 60 % 60, seconds_of_day % 60);
+    format!("{weekday}, {day:02} {month} {year:04} {hour:02}:{minute:02}:{second:02} -0000")
+}
+
 /// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
 fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let shifted = days + 719_468; // days since 0000-03-01
@@ -41,5 +54,12 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn rfc2822_matches_quays_example() {
+        // The seed's example: "Wed, 08 Jan 2025 19:32:48 -0000".
+        assert_eq!(rfc2822(1_736_364_768), "Wed, 08 Jan 2025 19:32:48 -0000");
+        assert_eq!(rfc2822(0), "Thu, 01 Jan 1970 00:00:00 -0000");
     }
 }

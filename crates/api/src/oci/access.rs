@@ -217,7 +217,7 @@ mod tests {
 
     fn user(name: &str, admin: bool, grants: Vec<Grant>) -> UserRecord {
         let password_hash = if name == ANONYMOUS_USER { String::new() } else { hash_password("pw") };
-        UserRecord { name: name.into(), password_hash, admin, grants, created_ms: 0 }
+        UserRecord { admin, grants, ..UserRecord::new(name, "", password_hash) }
     }
 
     /// `admin`; `reader` (read on app); `writer` (read, write, delete on app); `anonymous` (read on *).

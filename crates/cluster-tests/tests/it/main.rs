@@ -1,7 +1,7 @@
 //! Black-box suites against real `flotilla` processes, driven by our own OCI
 //! client and by real clients (skopeo, oras-py). Numbered by area:
 //! 1x OCI distribution conformance and auth, 2x real clients, 3x durability,
-//! 4x clusters (formation, any-node service, failover, partitions, TLS, cluster identity, garbage collection, repair, scrub, rebalancing, bootstrap from one join list, the compose deployment).
+//! 4x clusters (formation, any-node service, failover, partitions, TLS, cluster identity, garbage collection, repair, scrub, rebalancing, bootstrap from one join list, the compose deployment, the model version gate, one identity on every node and surface).
 //!
 //! Run: `cargo build -p flotilla-node --bin flotilla && cargo test -p flotilla-cluster-tests`
 //! (or `scripts/test.sh`, which also installs skopeo and oras-py).
@@ -29,3 +29,4 @@ mod t45_maintenance;
 mod t46_bootstrap;
 mod t47_compose;
 mod t48_model_version;
+mod t49_identity;

@@ -14,12 +14,12 @@ use crate::common::{repo, with_shared, SharedSandbox};
 
 static SANDBOX: SharedSandbox = SharedSandbox::new();
 
-fn docker_available() -> bool {
+pub(crate) fn docker_available() -> bool {
     Command::new("docker").arg("info").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 /// Runs `docker --config <config> args…`, feeding `stdin`, and returns stdout.
-fn docker(config: &Path, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+pub(crate) fn docker(config: &Path, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
     use std::io::Write;
     let mut child = Command::new("docker")
         .arg("--config")

@@ -14,6 +14,9 @@
 //!   0x02, 0x0f-0x11     blobs: records, tombstones, gc state
 //!   0x12                tasks
 //!   0x13-0x14           blobs: holder rows, unreferenced blobs by time
+//!   0x15-0x1d           identity: groups, memberships both ways, permission
+//!                       targets and their subject index, credentials by
+//!                       secret hash and by user, revoked tokens, revision
 //! ```
 
 /// One table: its id, name and owning domain.
@@ -45,6 +48,15 @@ pub const GC: u8 = 0x11;
 pub const TASK: u8 = 0x12;
 pub const BLOB_REF: u8 = 0x13;
 pub const BLOB_UNREFERENCED: u8 = 0x14;
+pub const GROUP: u8 = 0x15;
+pub const GROUP_MEMBER: u8 = 0x16;
+pub const USER_GROUP: u8 = 0x17;
+pub const PERMISSION: u8 = 0x18;
+pub const PERMISSION_SUBJECT: u8 = 0x19;
+pub const CREDENTIAL: u8 = 0x1a;
+pub const USER_CREDENTIAL: u8 = 0x1b;
+pub const REVOKED_TOKEN: u8 = 0x1c;
+pub const IDENTITY_REVISION: u8 = 0x1d;
 
 /// Every table, in id order.
 pub const TABLES: &[TableInfo] = &[
@@ -69,6 +81,15 @@ pub const TABLES: &[TableInfo] = &[
     TableInfo { id: TASK, name: "task", domain: "tasks" },
     TableInfo { id: BLOB_REF, name: "blob_ref", domain: "blobs" },
     TableInfo { id: BLOB_UNREFERENCED, name: "blob_unreferenced", domain: "blobs" },
+    TableInfo { id: GROUP, name: "group", domain: "identity" },
+    TableInfo { id: GROUP_MEMBER, name: "group_member", domain: "identity" },
+    TableInfo { id: USER_GROUP, name: "user_group", domain: "identity" },
+    TableInfo { id: PERMISSION, name: "permission", domain: "identity" },
+    TableInfo { id: PERMISSION_SUBJECT, name: "permission_subject", domain: "identity" },
+    TableInfo { id: CREDENTIAL, name: "credential", domain: "identity" },
+    TableInfo { id: USER_CREDENTIAL, name: "user_credential", domain: "identity" },
+    TableInfo { id: REVOKED_TOKEN, name: "revoked_token", domain: "identity" },
+    TableInfo { id: IDENTITY_REVISION, name: "identity_revision", domain: "identity" },
 ];
 
 /// The table a key belongs to.
