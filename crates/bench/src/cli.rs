@@ -105,6 +105,13 @@ pub struct Args {
     /// [default: unlimited].
     #[arg(long, value_parser = parse_cores)]
     pub registry_cpus: Option<f64>,
+    /// Send Flotilla's requests as a non-admin user named by this many
+    /// permission targets (one granting read, write and delete on every
+    /// repository, the others on repositories the benchmark never touches),
+    /// so every request pays a real permission check; 0 (the default) sends
+    /// them as `admin`. Needs a Flotilla with the security API.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub user_targets: u64,
 }
 
 /// Flags of every mode: the binary, the disk, logging, output, content and patience.
@@ -190,6 +197,9 @@ pub struct Plan {
     pub json: bool,
     pub seed: u64,
     pub ready_timeout_secs: u64,
+    /// Flotilla's requests as a non-admin user with this many permission targets (0: as admin).
+    #[serde(default)]
+    pub user_targets: u64,
 }
 
 impl Plan {
@@ -233,6 +243,7 @@ impl From<Args> for Plan {
             json: args.common.json,
             seed: args.common.seed,
             ready_timeout_secs: args.common.ready_timeout_secs,
+            user_targets: args.user_targets,
         }
     }
 }

@@ -164,6 +164,21 @@ impl RegistryClient {
         Ok(response.json().await?)
     }
 
+    /// A JSON request to an admin API whose answer has no JSON body; fails unless it answers `expected`.
+    pub async fn admin_send(
+        &self,
+        method: Method,
+        path: &str,
+        body: serde_json::Value,
+        expected: StatusCode,
+    ) -> anyhow::Result<()> {
+        let url = self.url(path);
+        let request = self.http.request(method.clone(), &url).timeout(SMALL_REQUEST_TIMEOUT).json(&body);
+        let response = request.send().await.with_context(|| format!("{method} {url}"))?;
+        expect_status(response, expected, path).await?;
+        Ok(())
+    }
+
     /// The value of an unlabelled counter or gauge in the node's `/metrics`.
     pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
         let url = self.url("/metrics");

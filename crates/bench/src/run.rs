@@ -14,7 +14,7 @@ use std::path::Path;
 use anyhow::Context;
 use tempfile::TempDir;
 
-use crate::cli::Plan;
+use crate::cli::{Plan, Target};
 use crate::client::{PullCheck, RegistryClient};
 use crate::content::{BlobSpec, MIB};
 use crate::large::{self, HugeResult, Rounds, Throughput};
@@ -54,6 +54,32 @@ impl Contender {
     }
 }
 
+/// The non-admin account of `--user-targets`.
+const BENCH_USER: &str = "bench-user";
+const BENCH_USER_PASSWORD: &str = "bench-user-password";
+
+/// Creates [`BENCH_USER`] and `targets` permission targets naming it: the
+/// first grants read, write and delete on every repository, the others on
+/// repositories the benchmark never touches (rules its checks walk past).
+async fn create_bench_user(base_url: &str, targets: u64) -> anyhow::Result<()> {
+    use reqwest::{Method, StatusCode};
+    progress(format!("[flotilla] creating {BENCH_USER} with {targets} permission targets"));
+    let admin = RegistryClient::new(base_url, ADMIN_USER, ADMIN_PASSWORD, 1)?;
+    let user = serde_json::json!({"email": "bench@example.com", "password": BENCH_USER_PASSWORD});
+    let path = format!("/artifactory/api/security/users/{BENCH_USER}");
+    admin.admin_send(Method::PUT, &path, user, StatusCode::CREATED).await?;
+    for index in 0..targets {
+        let repository = if index == 0 { "ANY".to_owned() } else { format!("untouched-{index}") };
+        let target = serde_json::json!({
+            "repo": {"repositories": [repository], "include-patterns": ["**"],
+                     "actions": {"users": {BENCH_USER: ["read", "write", "delete"]}}}
+        });
+        let path = format!("/artifactory/api/v2/security/permissions/bench-{index}");
+        admin.admin_send(Method::PUT, &path, target, StatusCode::CREATED).await?;
+    }
+    Ok(())
+}
+
 /// Runs everything `plan` asks for.
 pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     for &target in &plan.targets {
@@ -70,7 +96,12 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     for &target in &plan.targets {
         progress(format!("[{}] starting", target.name()));
         let registry = RunningRegistry::start(target, plan, root.path()).await?;
-        let client = RegistryClient::new(&registry.base_url, ADMIN_USER, ADMIN_PASSWORD, pool)?;
+        let client = if target == Target::Flotilla && plan.user_targets > 0 {
+            create_bench_user(&registry.base_url, plan.user_targets).await?;
+            RegistryClient::new(&registry.base_url, BENCH_USER, BENCH_USER_PASSWORD, pool)?
+        } else {
+            RegistryClient::new(&registry.base_url, ADMIN_USER, ADMIN_PASSWORD, pool)?
+        };
         contenders.push(Contender { registry, client });
     }
     let mut huge = Vec::new();

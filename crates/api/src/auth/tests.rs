@@ -394,3 +394,97 @@ fn a_narrow_token_presented_again_for_the_same_request_is_noticed() {
     assert!(!auth.insufficient_scope_again(&bearer("eyJ.c.d"), scope, request), "another token");
     assert!(!auth.insufficient_scope_again(&basic("bob", "eyJ.a.b"), scope, request), "the token as a password");
 }
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_and_others_are_not() {
+    let (directory, auth) = setup();
+    let kept = token_for(&auth, "bob", "bob-pw", &["repository:team/a:pull"]).await;
+    let revoked = token_for(&auth, "bob", "bob-pw", &["repository:team/a:pull"]).await;
+    let secret = directory.token_secret().unwrap();
+    let jti = token::verify(&revoked, &secret, now_unix_secs()).unwrap().jti;
+    let revocation = identity::RevokedToken { user: "bob".into(), expires_at_secs: now_unix_secs() + 3600 };
+    directory.apply(identity::Command::RevokeToken { jti, revoked: revocation }).unwrap();
+    assert!(matches!(auth.verify_token(&revoked), Err(AuthError::InvalidToken)));
+    assert!(auth.verify_token(&kept).unwrap().can("team/a", Action::Read));
+}
+
+/// Adds an app token of `user` to the directory and returns its secret.
+fn app_token(directory: &MemoryDirectory, user: &str, id: &str) -> String {
+    let secret = secrets::generate(identity::CredentialKind::AppToken);
+    let credential = identity::CredentialRecord {
+        id: id.into(),
+        user: user.into(),
+        kind: identity::CredentialKind::AppToken,
+        title: "ci".into(),
+        created_ms: 0,
+        expires_ms: None,
+    };
+    let hash = hex::encode(identity::secret_hash(&secret));
+    directory.apply(identity::Command::AddCredential { hash, credential }).unwrap();
+    secret
+}
+
+#[tokio::test]
+async fn app_tokens_act_as_their_user_without_admin_until_revoked() {
+    let (directory, auth) = setup();
+    let secret = app_token(&directory, "bob", "t1");
+    let verifications = auth.verifications_run();
+    for headers in [basic("bob", &secret), basic("$app", &secret), bearer(&secret)] {
+        let principal = auth.authenticate(&headers).await.unwrap().unwrap();
+        assert_eq!(principal.name, "bob");
+        assert!(principal.can("team/a", Action::Write) && !principal.can("other/a", Action::Read));
+        assert!(!principal.is_token() && principal.credential().is_some());
+    }
+    assert_eq!(auth.verifications_run(), verifications, "app tokens are found by hash, never by argon2");
+    assert!(auth.authenticate(&basic("alice", &secret)).await.is_err(), "another user's name is refused");
+
+    let admin_secret = app_token(&directory, "admin", "t2");
+    let admin = auth.authenticate(&bearer(&admin_secret)).await.unwrap().unwrap();
+    assert!(admin.can("anything", Action::Delete) && !admin.is_admin(), "rights of an admin, no admin authority");
+
+    directory
+        .apply(identity::Command::RevokeCredential {
+            user: "bob".into(),
+            kind: identity::CredentialKind::AppToken,
+            id: "t1".into(),
+        })
+        .unwrap();
+    assert!(auth.authenticate(&basic("bob", &secret)).await.is_err());
+    assert!(auth.authenticate(&bearer(&secret)).await.is_err());
+}
+
+#[tokio::test]
+async fn locked_accounts_cannot_log_in() {
+    let (directory, auth) = setup();
+    let secret = app_token(&directory, "bob", "t1");
+    let update = identity::UserUpdate { locked: Some(true), ..identity::UserUpdate::default() };
+    directory.apply(identity::Command::UpdateUser { name: "bob".into(), update }).unwrap();
+    assert!(matches!(auth.authenticate_password("bob", "bob-pw").await, Err(AuthError::BadCredentials)));
+    assert!(auth.authenticate(&bearer(&secret)).await.is_err());
+}
+
+#[tokio::test]
+async fn group_targets_apply_to_members_at_the_next_request() {
+    let (directory, auth) = setup();
+    let bob = auth.authenticate_password("bob", "bob-pw").await.unwrap();
+    assert!(!bob.can("docker-local/web", Action::Read));
+    let group = identity::GroupRecord::new("devs");
+    let members = Some(["bob".to_owned()].into());
+    directory.apply(identity::Command::SaveGroup { group, members, replace: false }).unwrap();
+    let section = identity::PermissionSection {
+        kind: identity::ResourceKind::Repo,
+        targets: vec!["docker-local".into()],
+        include_patterns: vec!["**".into()],
+        exclude_patterns: Vec::new(),
+        users: Default::default(),
+        groups: [("devs".to_owned(), identity::ActionSet::of(&[identity::Action::Read]))].into(),
+    };
+    let target =
+        identity::PermissionTarget { name: "t".into(), sections: vec![section], created_ms: 0, modified_ms: 0 };
+    directory.apply(identity::Command::SavePermissionTarget { target, replace: false }).unwrap();
+    let bob = auth.authenticate_password("bob", "bob-pw").await.unwrap();
+    assert!(bob.can("docker-local/web", Action::Read) && !bob.can("docker-local/web", Action::Write));
+    directory.apply(identity::Command::DeleteGroup { name: "devs".into() }).unwrap();
+    let bob = auth.authenticate_password("bob", "bob-pw").await.unwrap();
+    assert!(!bob.can("docker-local/web", Action::Read));
+}
