@@ -120,29 +120,34 @@ pub(super) fn delete(tx: &mut Tx<'_>, name: &str) -> Result<(), Refusal> {
 /// Makes `user`'s groups exactly `groups` (which must exist).
 pub(super) fn set_memberships(tx: &mut Tx<'_>, user: &str, groups: &BTreeSet<String>) -> Result<(), Refusal> {
     let current = groups_of(tx, user)?;
-    for group in current.difference(groups) {
-        tx.delete(&keys::membership(user, group));
-        tx.delete(&keys::member(group, user));
-    }
-    for group in groups.difference(&current) {
-        tx.put(keys::membership(user, group), Vec::new());
-        tx.put(keys::member(group, user), Vec::new());
-    }
+    replace_memberships(tx, &current, groups, |group| (user, group));
     Ok(())
 }
 
 /// Makes `group`'s members exactly `members` (who must exist).
 fn set_members(tx: &mut Tx<'_>, group: &str, members: &BTreeSet<String>) -> Result<(), Refusal> {
     let current = members_of(tx, group)?;
-    for user in current.difference(members) {
+    replace_memberships(tx, &current, members, |user| (user, group));
+    Ok(())
+}
+
+/// Deletes the memberships of `current` not in `wanted` and adds those of
+/// `wanted` not in `current`, both rows of each; `pair` names the
+/// `(user, group)` of an element.
+fn replace_memberships<'a>(
+    tx: &mut Tx<'_>,
+    current: &'a BTreeSet<String>,
+    wanted: &'a BTreeSet<String>,
+    pair: impl Fn(&'a str) -> (&'a str, &'a str),
+) {
+    for (user, group) in current.difference(wanted).map(|name| pair(name)) {
         tx.delete(&keys::membership(user, group));
         tx.delete(&keys::member(group, user));
     }
-    for user in members.difference(&current) {
+    for (user, group) in wanted.difference(current).map(|name| pair(name)) {
         tx.put(keys::membership(user, group), Vec::new());
         tx.put(keys::member(group, user), Vec::new());
     }
-    Ok(())
 }
 
 /// The groups `user` belongs to.
