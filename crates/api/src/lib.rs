@@ -22,6 +22,7 @@ pub mod auth;
 pub mod cluster;
 pub mod error;
 pub mod oci;
+pub mod origin;
 pub mod quay;
 pub mod sendfile;
 pub mod state;

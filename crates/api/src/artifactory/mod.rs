@@ -28,6 +28,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use flotilla_model::StoreError;
+use flotilla_raft::{MetaError, WriteError};
+
 use crate::auth::{AuthError, Principal};
 use crate::error::ServiceError;
 use crate::state::AppState;
@@ -76,6 +79,24 @@ impl From<ServiceError> for ArtifactoryError {
     }
 }
 
+impl From<MetaError> for ArtifactoryError {
+    fn from(error: MetaError) -> Self {
+        ServiceError::from(error).into()
+    }
+}
+
+impl From<StoreError> for ArtifactoryError {
+    fn from(error: StoreError) -> Self {
+        ServiceError::from(error).into()
+    }
+}
+
+impl From<WriteError> for ArtifactoryError {
+    fn from(error: WriteError) -> Self {
+        ServiceError::from(error).into()
+    }
+}
+
 impl From<AuthError> for ArtifactoryError {
     fn from(error: AuthError) -> Self {
         ArtifactoryError::new(error.status(), error.to_string())
@@ -93,13 +114,7 @@ async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<Principa
 
 /// `http(s)://<host the client used>/artifactory`, the base of the `uri`s in answers.
 fn base_url(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .filter(|proto| *proto == "https")
-        .unwrap_or("http");
-    format!("{scheme}://{host}/artifactory")
+    format!("{}/artifactory", crate::origin::origin(headers))
 }
 
 /// A `text/plain` answer, as Artifactory gives for deletions.

@@ -187,13 +187,7 @@ fn challenge(
 
 /// The token endpoint as the client reached this node.
 fn realm(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .filter(|proto| *proto == "https")
-        .unwrap_or("http");
-    format!("{scheme}://{host}/v2/token")
+    format!("{}/v2/token", crate::origin::origin(headers))
 }
 
 #[cfg(test)]

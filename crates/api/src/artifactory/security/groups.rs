@@ -14,7 +14,6 @@ use flotilla_model::identity::{self, GroupRecord, GroupUpdate};
 
 use super::super::{body, require_admin, text, ArtifactoryError};
 use super::{Listed, REALM};
-use crate::error::ServiceError;
 use crate::state::AppState;
 
 /// Longest group description (bytes).
@@ -70,7 +69,7 @@ pub struct GroupQuery {
 /// `GET /api/security/groups`: `[{"name", "uri"}]`.
 pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ArtifactoryError> {
     require_admin(&state, &headers).await?;
-    let groups = state.catalog().await.map_err(ServiceError::from)?.identity().groups().map_err(ServiceError::from)?;
+    let groups = state.catalog().await?.identity().groups()?;
     let listed: Vec<Listed> =
         groups.into_iter().map(|group| Listed::new(&headers, "security/groups", group.name, None)).collect();
     Ok(Json(listed).into_response())
@@ -85,16 +84,12 @@ pub async fn get(
 ) -> Result<Response, ArtifactoryError> {
     require_admin(&state, &headers).await?;
     let include_users = query.include_users.as_deref().is_some_and(|value| value.eq_ignore_ascii_case("true"));
-    let catalog = state.catalog().await.map_err(ServiceError::from)?;
+    let catalog = state.catalog().await?;
     let reader = catalog.identity();
-    let Some(group) = reader.group(&name).map_err(ServiceError::from)? else {
+    let Some(group) = reader.group(&name)? else {
         return Err(ArtifactoryError::new(StatusCode::NOT_FOUND, format!("Group '{name}' does not exist")));
     };
-    let user_names = if include_users {
-        Some(reader.members_of(&name).map_err(ServiceError::from)?.into_iter().collect())
-    } else {
-        None
-    };
+    let user_names = if include_users { Some(reader.members_of(&name)?.into_iter().collect()) } else { None };
     Ok(Json(GroupView {
         name: group.name,
         description: group.description,
@@ -121,14 +116,14 @@ pub async fn create_or_replace(
     require_admin(&state, &headers).await?;
     let body: GroupBody = body::json(request).await?;
     check(&name, &body)?;
-    let catalog = state.catalog().await.map_err(ServiceError::from)?;
-    let existed = catalog.identity().group(&name).map_err(ServiceError::from)?.is_some();
+    let catalog = state.catalog().await?;
+    let existed = catalog.identity().group(&name)?.is_some();
     let mut group = GroupRecord::new(name);
     group.description = body.description.clone().unwrap_or_default();
     group.auto_join = body.auto_join().unwrap_or(false);
     group.admin_privileges = body.admin_privileges.unwrap_or(false);
     let command = identity::Command::SaveGroup { group, members: body.members(), replace: true };
-    state.meta.write(command).await.map_err(ServiceError::from)?;
+    state.meta.write(command).await?;
     Ok(if existed { StatusCode::OK } else { StatusCode::CREATED }.into_response())
 }
 
@@ -148,7 +143,7 @@ pub async fn update(
         admin_privileges: body.admin_privileges,
         members: body.members(),
     };
-    state.meta.write(identity::Command::UpdateGroup { name, update }).await.map_err(ServiceError::from)?;
+    state.meta.write(identity::Command::UpdateGroup { name, update }).await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -160,7 +155,7 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<Response, ArtifactoryError> {
     require_admin(&state, &headers).await?;
-    state.meta.write(identity::Command::DeleteGroup { name: name.clone() }).await.map_err(ServiceError::from)?;
+    state.meta.write(identity::Command::DeleteGroup { name: name.clone() }).await?;
     Ok(text(StatusCode::OK, format!("Group '{name}' has been removed successfully.")))
 }
 

@@ -37,7 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/artifactory/api/security/permissions", get(permissions::list))
         .route(
             "/artifactory/api/security/permissions/{name}",
-            get(permissions::get).put(permissions::create_or_replace).delete(permissions::delete),
+            get(permissions::get).put(permissions::create_or_replace).delete(permissions_v2::delete),
         )
         .route("/artifactory/api/v2/security/permissions", get(permissions_v2::list))
         .route(

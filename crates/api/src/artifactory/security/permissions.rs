@@ -20,10 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use flotilla_model::identity::{self, ActionSet, PermissionSection, PermissionTarget, ResourceKind};
 
-use super::super::{body, require_admin, text, ArtifactoryError};
-use super::permissions_v2::{action_sets, load, not_found};
-use super::Listed;
-use crate::error::ServiceError;
+use super::super::{body, require_admin, ArtifactoryError};
+use super::permissions_v2::{action_sets, list_in, load, not_found};
 use crate::state::AppState;
 
 /// A v1 permission target.
@@ -53,12 +51,7 @@ pub struct PrincipalsV1 {
 
 /// `GET /api/security/permissions`: `[{"name", "uri"}]`.
 pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ArtifactoryError> {
-    require_admin(&state, &headers).await?;
-    let catalog = state.catalog().await.map_err(ServiceError::from)?;
-    let targets = catalog.identity().permission_targets().map_err(ServiceError::from)?;
-    let listed: Vec<Listed> =
-        targets.into_iter().map(|target| Listed::new(&headers, "security/permissions", target.name, None)).collect();
-    Ok(Json(listed).into_response())
+    list_in(&state, &headers, "security/permissions").await
 }
 
 /// `GET /api/security/permissions/{name}`.
@@ -98,20 +91,8 @@ pub async fn create_or_replace(
     target.sections.retain(|section| section.kind != ResourceKind::Repo);
     target.sections.insert(0, section);
     let command = identity::Command::SavePermissionTarget { target, replace: true };
-    state.meta.write(command).await.map_err(ServiceError::from)?;
+    state.meta.write(command).await?;
     Ok(if existed { StatusCode::OK } else { StatusCode::CREATED }.into_response())
-}
-
-/// `DELETE /api/security/permissions/{name}`.
-pub async fn delete(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Result<Response, ArtifactoryError> {
-    require_admin(&state, &headers).await?;
-    let command = identity::Command::DeletePermissionTarget { name: name.clone() };
-    state.meta.write(command).await.map_err(ServiceError::from)?;
-    Ok(text(StatusCode::OK, format!("Permission Target '{name}' has been removed successfully.")))
 }
 
 /// The v1 document of a target: its repository section (empty if it has none).

@@ -25,7 +25,6 @@ use flotilla_model::identity::{self, Action, ActionSet, PermissionSection, Permi
 
 use super::super::{body, require_admin, text, ArtifactoryError};
 use super::Listed;
-use crate::error::ServiceError;
 use crate::state::AppState;
 
 /// The v2 section names, in the order answers list them.
@@ -74,11 +73,19 @@ pub struct PermissionV2 {
 
 /// `GET /api/v2/security/permissions`: `[{"name", "uri"}]`.
 pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ArtifactoryError> {
-    require_admin(&state, &headers).await?;
-    let catalog = state.catalog().await.map_err(ServiceError::from)?;
-    let targets = catalog.identity().permission_targets().map_err(ServiceError::from)?;
+    list_in(&state, &headers, "v2/security/permissions").await
+}
+
+/// The targets as `[{"name", "uri"}]`, their `uri`s under `collection`.
+pub(super) async fn list_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    collection: &str,
+) -> Result<Response, ArtifactoryError> {
+    require_admin(state, headers).await?;
+    let targets = state.catalog().await?.identity().permission_targets()?;
     let listed: Vec<Listed> =
-        targets.into_iter().map(|target| Listed::new(&headers, "v2/security/permissions", target.name, None)).collect();
+        targets.into_iter().map(|target| Listed::new(headers, collection, target.name, None)).collect();
     Ok(Json(listed).into_response())
 }
 
@@ -114,7 +121,7 @@ pub async fn create(
     require_admin(&state, &headers).await?;
     let target = parse(&name, body::json(request).await?)?;
     let command = identity::Command::SavePermissionTarget { target, replace: false };
-    state.meta.write(command).await.map_err(ServiceError::from)?;
+    state.meta.write(command).await?;
     Ok(StatusCode::CREATED.into_response())
 }
 
@@ -129,25 +136,24 @@ pub async fn create_or_replace(
     let target = parse(&name, body::json(request).await?)?;
     let existed = load(&state, &name).await?.is_some();
     let command = identity::Command::SavePermissionTarget { target, replace: true };
-    state.meta.write(command).await.map_err(ServiceError::from)?;
+    state.meta.write(command).await?;
     Ok(if existed { StatusCode::OK } else { StatusCode::CREATED }.into_response())
 }
 
-/// `DELETE /api/v2/security/permissions/{name}`.
+/// `DELETE /api/v2/security/permissions/{name}` (and the v1 path).
 pub async fn delete(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, ArtifactoryError> {
     require_admin(&state, &headers).await?;
-    let command = identity::Command::DeletePermissionTarget { name: name.clone() };
-    state.meta.write(command).await.map_err(ServiceError::from)?;
+    state.meta.write(identity::Command::DeletePermissionTarget { name: name.clone() }).await?;
     Ok(text(StatusCode::OK, format!("Permission Target '{name}' has been removed successfully.")))
 }
 
 pub(super) async fn load(state: &AppState, name: &str) -> Result<Option<PermissionTarget>, ArtifactoryError> {
-    let catalog = state.catalog().await.map_err(ServiceError::from)?;
-    Ok(catalog.identity().permission_target(name).map_err(ServiceError::from)?)
+    let catalog = state.catalog().await?;
+    Ok(catalog.identity().permission_target(name)?)
 }
 
 pub(super) fn not_found(name: &str) -> ArtifactoryError {

@@ -59,7 +59,7 @@ pub struct UserBody {
 /// `GET /api/security/users`: `[{"name", "uri", "realm"}]`.
 pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ArtifactoryError> {
     require_admin(&state, &headers).await?;
-    let users = state.catalog().await.map_err(ServiceError::from)?.identity().users().map_err(ServiceError::from)?;
+    let users = state.catalog().await?.identity().users()?;
     let listed: Vec<Listed> =
         users.into_iter().map(|user| Listed::new(&headers, "security/users", user.name, Some(REALM))).collect();
     Ok(Json(listed).into_response())
@@ -87,8 +87,7 @@ pub async fn create_or_replace(
     require_admin(&state, &headers).await?;
     let body: UserBody = body::json(request).await?;
     check_name(&name, body.name.as_deref())?;
-    let exists =
-        state.catalog().await.map_err(ServiceError::from)?.identity().user(&name).map_err(ServiceError::from)?;
+    let exists = state.catalog().await?.identity().user(&name)?;
     if exists.is_some() {
         let update = UserUpdate {
             email: Some(match body.email.as_deref() {
@@ -103,7 +102,7 @@ pub async fn create_or_replace(
             locked: None,
             groups: body.groups.map(|groups| groups.into_iter().collect()),
         };
-        state.meta.write(identity::Command::UpdateUser { name, update }).await.map_err(ServiceError::from)?;
+        state.meta.write(identity::Command::UpdateUser { name, update }).await?;
         return Ok(StatusCode::OK.into_response());
     }
     let email = checked_email(body.email.as_deref().ok_or_else(|| bad("an e-mail address is required"))?)?;
@@ -114,7 +113,7 @@ pub async fn create_or_replace(
     user.disable_ui_access = body.disable_ui_access.unwrap_or(false);
     user.internal_password_disabled = body.internal_password_disabled.unwrap_or(false);
     let groups = body.groups.map(|groups| groups.into_iter().collect::<BTreeSet<_>>());
-    state.meta.write(identity::Command::SaveUser { user, groups, replace: false }).await.map_err(ServiceError::from)?;
+    state.meta.write(identity::Command::SaveUser { user, groups, replace: false }).await?;
     Ok(StatusCode::CREATED.into_response())
 }
 
@@ -138,7 +137,7 @@ pub async fn update(
         locked: None,
         groups: body.groups.map(|groups| groups.into_iter().collect()),
     };
-    state.meta.write(identity::Command::UpdateUser { name, update }).await.map_err(ServiceError::from)?;
+    state.meta.write(identity::Command::UpdateUser { name, update }).await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -154,17 +153,17 @@ pub async fn delete(
     if caller.name == name {
         return Err(bad("an administrator cannot delete their own account"));
     }
-    state.meta.write(identity::Command::DeleteUser { name: name.clone() }).await.map_err(ServiceError::from)?;
+    state.meta.write(identity::Command::DeleteUser { name: name.clone() }).await?;
     Ok(text(StatusCode::OK, format!("User '{name}' has been removed successfully.")))
 }
 
 async fn view(state: &AppState, name: &str) -> Result<UserView, ArtifactoryError> {
-    let catalog = state.catalog().await.map_err(ServiceError::from)?;
+    let catalog = state.catalog().await?;
     let reader = catalog.identity();
-    let Some(user) = reader.user(name).map_err(ServiceError::from)? else {
+    let Some(user) = reader.user(name)? else {
         return Err(ArtifactoryError::new(StatusCode::NOT_FOUND, format!("User '{name}' does not exist")));
     };
-    let groups = reader.groups_of(name).map_err(ServiceError::from)?.into_iter().collect();
+    let groups = reader.groups_of(name)?.into_iter().collect();
     Ok(UserView {
         name: user.name,
         email: user.email,
